@@ -1,0 +1,72 @@
+// Command gateway runs one stateless AMS gateway replica: the public HTTP
+// surface (control plane, stream plane, MCP, viewer), backed by the account
+// and link services over gRPC and by NATS.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/amsrouter/ams/services/gateway/gatewayd"
+	"github.com/amsrouter/ams/services/internal/config"
+	"github.com/amsrouter/ams/services/internal/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	// Config.
+	var (
+		cfg               gatewayd.Config
+		pepper            config.Secret
+		logFormat, logLvl string
+	)
+	fs := config.New("gateway", "GATEWAY", getenv, stderr)
+	fs.String(&cfg.HTTPAddr, "http-addr", ":8080", "public HTTP listen address")
+	fs.String(&cfg.PublicURL, "public-url", "", "base URL of magic links (default: from each request's Host)")
+	fs.String(&cfg.AccountAddr, "account-addr", "127.0.0.1:7001", "account service gRPC address")
+	fs.String(&cfg.LinkAddr, "link-addr", "127.0.0.1:7002", "link service gRPC address")
+	fs.String(&cfg.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL")
+	fs.Duration(&cfg.AuthCacheTTL, "auth-cache-ttl", 0, "how long an authenticated credential is reused (at most 5s; default 3s)")
+	fs.Duration(&cfg.RevocationPoll, "revocation-poll", 0, "how often link revocations are pulled (default 1s)")
+	fs.Duration(&cfg.ShutdownGrace, "shutdown-grace", 0, "how long shutdown may take (default 10s)")
+	fs.String(&cfg.Name, "name", "", "replica name (default: generated)")
+	fs.Secret(&pepper, "derivation-pepper", true, "secret pepper of derived ids, shared by every gateway")
+	fs.String(&logFormat, "log-format", "json", "log format: json or text")
+	fs.String(&logLvl, "log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	cfg.DerivationPepper = pepper
+
+	// Logger.
+	log, err := logging.New(stderr, logFormat, logLvl)
+	if err != nil {
+		return err
+	}
+	log.Info("gateway starting", fs.LogAttrs()...)
+
+	// Servers.
+	g, err := gatewayd.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx)
+}

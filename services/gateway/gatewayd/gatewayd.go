@@ -1,0 +1,311 @@
+// Package gatewayd is one gateway replica as a value: configuration, the
+// wiring of its clients and servers, and its run and shutdown sequence. The
+// gateway binary and the all-in-one binary both run it.
+package gatewayd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	accountv1 "github.com/amsrouter/ams/proto/gen/go/ams/account/v1"
+	linkv1 "github.com/amsrouter/ams/proto/gen/go/ams/link/v1"
+	"github.com/amsrouter/ams/services/gateway/internal/admission"
+	"github.com/amsrouter/ams/services/gateway/internal/authcache"
+	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
+	"github.com/amsrouter/ams/services/gateway/internal/metrics"
+	"github.com/amsrouter/ams/services/internal/grpcx"
+	"github.com/amsrouter/ams/services/internal/ids"
+)
+
+// NATS subjects of the control broadcasts between gateways.
+const (
+	SubjectRevoked = "ams.ctl.revoked"
+	SubjectRotated = "ams.ctl.rotated"
+)
+
+// Config configures a gateway.
+type Config struct {
+	// HTTPAddr is the public HTTP listener (control plane, stream plane,
+	// MCP, viewer, health and metrics).
+	HTTPAddr string
+	// PublicURL is the base of magic links; empty derives it per request.
+	PublicURL string
+	// AccountAddr and LinkAddr are the gRPC targets of the services.
+	AccountAddr, LinkAddr string
+	// NATSURL is the NATS server; NATSOptions are added to the connection
+	// (the all-in-one binary connects in-process this way).
+	NATSURL     string
+	NATSOptions []nats.Option
+	// DerivationPepper is the deployment secret of derived ids.
+	DerivationPepper []byte
+	// AuthCacheTTL bounds how long an authentication is reused (≤ 5 s).
+	AuthCacheTTL time.Duration
+	// RevocationPoll is how often revocations are pulled from the link
+	// service, besides the broadcast.
+	RevocationPoll time.Duration
+	// ShutdownGrace bounds the shutdown sequence.
+	ShutdownGrace time.Duration
+	// Name identifies this replica (presence, logs); empty picks one.
+	Name string
+}
+
+func (c *Config) defaults() {
+	if c.AuthCacheTTL == 0 {
+		c.AuthCacheTTL = 3 * time.Second
+	}
+	if c.RevocationPoll == 0 {
+		c.RevocationPoll = time.Second
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.Name == "" {
+		c.Name = "gw-" + ids.TR20(time.Now())[10:]
+	}
+}
+
+// Validate reports the first configuration error.
+func (c *Config) Validate() error {
+	switch {
+	case c.HTTPAddr == "":
+		return errors.New("http address is required")
+	case c.AccountAddr == "":
+		return errors.New("account service address is required")
+	case c.LinkAddr == "":
+		return errors.New("link service address is required")
+	case c.NATSURL == "" && len(c.NATSOptions) == 0:
+		return errors.New("NATS URL is required")
+	case len(c.DerivationPepper) < 16:
+		return errors.New("derivation pepper is required (at least 16 bytes)")
+	case c.AuthCacheTTL > authcache.MaxTTL:
+		return fmt.Errorf("auth cache TTL is at most %s", authcache.MaxTTL)
+	}
+	return nil
+}
+
+// Gateway is a running gateway replica.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	nc      *nats.Conn
+	conns   []*grpc.ClientConn
+	health  []healthpb.HealthClient
+	auth    *authcache.Cache
+	adm     *admission.Checker
+	metrics *metrics.Metrics
+	api     *httpapi.API
+	httpLis net.Listener
+	httpSrv *http.Server
+
+	draining atomic.Bool
+	subs     []*nats.Subscription
+	closeMu  sync.Mutex
+}
+
+// New wires a gateway and binds its listeners (so ":0" works in tests).
+// It does not wait for the services: readiness reports them.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, log: log, metrics: metrics.New()}
+	ok := false
+	defer func() {
+		if !ok {
+			g.closeClients()
+		}
+	}()
+
+	// Clients: account and link services over gRPC, NATS.
+	accConn, err := grpcx.Dial(cfg.AccountAddr)
+	if err != nil {
+		return nil, fmt.Errorf("dial account service: %w", err)
+	}
+	g.conns = append(g.conns, accConn)
+	linkConn, err := grpcx.Dial(cfg.LinkAddr)
+	if err != nil {
+		return nil, fmt.Errorf("dial link service: %w", err)
+	}
+	g.conns = append(g.conns, linkConn)
+	g.health = []healthpb.HealthClient{healthpb.NewHealthClient(accConn), healthpb.NewHealthClient(linkConn)}
+
+	opts := append([]nats.Option{
+		nats.Name("ams-gateway " + cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+	}, cfg.NATSOptions...)
+	g.nc, err = nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats: %w", err)
+	}
+
+	accounts := accountv1.NewAccountServiceClient(accConn)
+	links := linkv1.NewLinkServiceClient(linkConn)
+	g.auth = authcache.New(accounts, cfg.AuthCacheTTL)
+	g.auth.OnLookup = func(hit bool) {
+		if hit {
+			g.metrics.AuthCacheLookup.WithLabelValues("hit").Inc()
+		} else {
+			g.metrics.AuthCacheLookup.WithLabelValues("miss").Inc()
+		}
+	}
+	g.adm = admission.New(links)
+
+	// Control broadcasts between replicas.
+	sub, err := g.nc.Subscribe(SubjectRevoked, func(*nats.Msg) { g.adm.Revoked.Kick() })
+	if err != nil {
+		return nil, fmt.Errorf("subscribe revocations: %w", err)
+	}
+	g.subs = append(g.subs, sub)
+	sub, err = g.nc.Subscribe(SubjectRotated, func(m *nats.Msg) { g.auth.Forget(string(m.Data)) })
+	if err != nil {
+		return nil, fmt.Errorf("subscribe rotations: %w", err)
+	}
+	g.subs = append(g.subs, sub)
+
+	// First sync, best effort: readiness stays false until it succeeds.
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_ = g.adm.Revoked.Sync(sctx)
+	_ = g.adm.Keys.Refresh(sctx)
+	cancel()
+
+	g.api = httpapi.New(httpapi.Deps{
+		Log:       log,
+		Metrics:   g.metrics,
+		Accounts:  accounts,
+		Links:     links,
+		Auth:      g.auth,
+		Admission: g.adm,
+		Deriver:   ids.NewDeriver(cfg.DerivationPepper),
+		PublicURL: cfg.PublicURL,
+		Ready:     g.ready,
+		AnnounceRevocation: func(linkID string) {
+			_ = g.nc.Publish(SubjectRevoked, []byte(linkID))
+		},
+		AnnounceRotation: func(accountID string) {
+			_ = g.nc.Publish(SubjectRotated, []byte(accountID))
+		},
+	})
+
+	// Servers: bind now.
+	g.httpLis, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen http: %w", err)
+	}
+	g.httpSrv = &http.Server{
+		Handler:           g.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ok = true
+	return g, nil
+}
+
+// HTTPAddr is the bound public HTTP address.
+func (g *Gateway) HTTPAddr() string { return g.httpLis.Addr().String() }
+
+// URL is http://HTTPAddr, for tests and the dev banner.
+func (g *Gateway) URL() string { return "http://" + g.HTTPAddr() }
+
+// Name is the replica's name.
+func (g *Gateway) Name() string { return g.cfg.Name }
+
+func (g *Gateway) ready(ctx context.Context) []httpapi.Check {
+	checks := make([]httpapi.Check, 0, 4)
+	if g.nc.IsConnected() {
+		checks = append(checks, httpapi.Check{Name: "nats", Result: "ok"})
+	} else {
+		checks = append(checks, httpapi.Check{Name: "nats", Result: "not connected: " + g.nc.Status().String()})
+	}
+	for i, name := range []string{"account_service", "link_service"} {
+		resp, err := g.health[i].Check(ctx, &healthpb.HealthCheckRequest{})
+		switch {
+		case err != nil:
+			checks = append(checks, httpapi.Check{Name: name, Result: "unreachable"})
+		case resp.GetStatus() != healthpb.HealthCheckResponse_SERVING:
+			checks = append(checks, httpapi.Check{Name: name, Result: resp.GetStatus().String()})
+		case name == "link_service" && !g.adm.Revoked.Synced():
+			checks = append(checks, httpapi.Check{Name: name, Result: "revocations not loaded"})
+		default:
+			checks = append(checks, httpapi.Check{Name: name, Result: "ok"})
+		}
+	}
+	if g.draining.Load() {
+		checks = append(checks, httpapi.Check{Name: "draining", Result: "shutting down"})
+	}
+	return checks
+}
+
+// Run serves until ctx is done, then shuts down under the grace period:
+// not ready, stop accepting, drain NATS, close clients.
+func (g *Gateway) Run(ctx context.Context) error {
+	bg, bgCancel := context.WithCancel(context.Background())
+	var eg errgroup.Group
+	eg.Go(func() error { g.adm.Revoked.Run(bg, g.cfg.RevocationPoll); return nil })
+	eg.Go(func() error { g.adm.Keys.Run(bg, 30*time.Second); return nil })
+
+	errc := make(chan error, 1)
+	go func() {
+		if err := g.httpSrv.Serve(g.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	g.log.Info("gateway serving", "name", g.cfg.Name, "http", g.HTTPAddr())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+
+	// Shutdown, under one deadline.
+	g.draining.Store(true)
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownGrace)
+	defer cancel()
+	if err := g.httpSrv.Shutdown(sctx); err != nil {
+		_ = g.httpSrv.Close()
+	}
+	if serveErr == nil {
+		serveErr = <-errc
+	}
+	bgCancel()
+	_ = eg.Wait()
+	g.closeClients()
+	g.log.Info("gateway stopped", "name", g.cfg.Name)
+	return serveErr
+}
+
+func (g *Gateway) closeClients() {
+	g.closeMu.Lock()
+	defer g.closeMu.Unlock()
+	for _, s := range g.subs {
+		_ = s.Unsubscribe()
+	}
+	g.subs = nil
+	if g.nc != nil {
+		_ = g.nc.Drain()
+		g.nc = nil
+	}
+	for _, c := range g.conns {
+		_ = c.Close()
+	}
+	g.conns = nil
+}
