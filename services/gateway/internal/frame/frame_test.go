@@ -1,0 +1,196 @@
+package frame
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amsrouter/ams/services/internal/wireerr"
+)
+
+func decodeAll(msg string, batch bool) ([]Client, error) {
+	var out []Client
+	err := Decode([]byte(msg), batch, func(f *Client) error {
+		c := *f
+		c.Metadata = append([]byte(nil), f.Metadata...)
+		out = append(out, c)
+		return nil
+	})
+	return out, err
+}
+
+func code(err error) string {
+	if we, ok := wireerr.As(err); ok {
+		return we.Code.Name
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// C42, C43, C48: every client-frame error of spec 4.2 with its reason.
+func TestC42DecodeErrors(t *testing.T) {
+	big := strings.Repeat("a", MaxData+1)
+	tests := []struct {
+		name, msg string
+		batch     bool
+		want      string
+	}{
+		{"not json", `hello`, false, "malformed_frame"},
+		{"truncated", `{"type":"token"`, false, "malformed_frame"},
+		{"trailing garbage", `{"type":"ping"} x`, false, "malformed_frame"},
+		{"string", `"token"`, false, "malformed_frame"},
+		{"number", `5`, false, "malformed_frame"},
+		{"null", `null`, false, "malformed_frame"},
+		{"C48 array without batching", `[{"type":"ping"}]`, false, "malformed_frame"},
+		{"empty batch", `[]`, true, "malformed_frame"},
+		{"type missing", `{"data":"x"}`, false, "malformed_frame"},
+		{"type not string", `{"type":5}`, false, "malformed_frame"},
+		{"type case differs", `{"TYPE":"ping"}`, false, "malformed_frame"},
+		{"data missing", `{"type":"token"}`, false, "malformed_frame"},
+		{"data number", `{"type":"token","data":1}`, false, "malformed_frame"},
+		{"data null", `{"type":"token","data":null}`, false, "malformed_frame"},
+		{"lone high surrogate", `{"type":"token","data":"a\ud800b"}`, false, "malformed_frame"},
+		{"lone low surrogate", `{"type":"token","data":"\udc00"}`, false, "malformed_frame"},
+		{"reversed pair", `{"type":"token","data":"\udc00\ud800"}`, false, "malformed_frame"},
+		{"invalid utf8", "{\"type\":\"token\",\"data\":\"\xff\"}", false, "malformed_frame"},
+		{"metadata not object", `{"type":"set_metadata","metadata":[1]}`, false, "malformed_frame"},
+		{"metadata missing", `{"type":"set_metadata"}`, false, "malformed_frame"},
+		{"C42 unknown type", `{"type":"hello"}`, false, "unknown_frame_type"},
+		{"C42 x_ type", `{"type":"x_custom"}`, false, "unknown_frame_type"},
+		{"C43 token too large", `{"type":"token","data":"` + big + `"}`, false, "token_too_large"},
+		{"metadata too large", `{"type":"set_metadata","metadata":{"a":"` + strings.Repeat("b", MaxMetadata) + `"}}`, false, "metadata_too_large"},
+		{"subscribe missing streams", `{"type":"subscribe"}`, false, "invalid_subscription"},
+		{"subscribe bad item", `{"type":"subscribe","streams":["a b"]}`, false, "invalid_subscription"},
+		{"subscribe not array", `{"type":"subscribe","streams":"a"}`, false, "invalid_subscription"},
+		{"subscribe non-string", `{"type":"subscribe","streams":[1]}`, false, "invalid_subscription"},
+		{"batch over 256", "[" + strings.Repeat(`{"type":"ping"},`, 256) + `{"type":"ping"}]`, true, "malformed_frame"},
+		{"batch with scalar", `[{"type":"ping"},5]`, true, "malformed_frame"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := decodeAll(tt.msg, tt.batch)
+			if got := code(err); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeFrames(t *testing.T) {
+	exact := MaxData
+	fs, err := decodeAll(`{"type":"token","data":"`+strings.Repeat("é", exact/2)+`"}`, false)
+	if err != nil || len(fs[0].Data) != exact {
+		t.Fatalf("64 KiB token: %v", err)
+	}
+	fs, err = decodeAll(` { "extra" : {"nested":[1,2,{"x":null}]}, "data" : "a\"\\\u00fc\ud83d\ude00\n", "type" : "token" } `, false)
+	if err != nil || fs[0].Type != TypeToken || fs[0].Data != "a\"\\ü😀\n" {
+		t.Fatalf("token with escapes: %+v %v", fs, err)
+	}
+	meta := `{"b": 1,  "a":[2,1], "u":"\u00fc"}`
+	fs, err = decodeAll(`{"type":"set_metadata","metadata":`+meta+`}`, false)
+	if err != nil || string(fs[0].Metadata) != meta {
+		t.Fatalf("metadata not kept byte for byte: %q %v", fs[0].Metadata, err)
+	}
+	fs, err = decodeAll(`{"type":"subscribe","streams":["b","str_0123456789abcdef0123456789","b"]}`, false)
+	if err != nil || len(fs[0].Streams) != 2 || fs[0].All {
+		t.Fatalf("subscribe: %+v %v", fs, err)
+	}
+	fs, err = decodeAll(`{"type":"subscribe","streams":null}`, false)
+	if err != nil || !fs[0].All {
+		t.Fatalf("subscribe null: %+v %v", fs, err)
+	}
+	fs, err = decodeAll(`{"type":"token","data":"x","id":"retry-1"}`, false)
+	if err != nil || fs[0].Tag != "retry-1" {
+		t.Fatalf("tag: %+v %v", fs, err)
+	}
+}
+
+// C48: a batch acts as its frames one by one; a bad element stops after
+// the earlier ones took effect.
+func TestC48Batch(t *testing.T) {
+	fs, err := decodeAll(`[{"type":"token","data":"1"},{"type":"ping"},{"type":"nope"},{"type":"token","data":"4"}]`, true)
+	if code(err) != "unknown_frame_type" || len(fs) != 2 || fs[0].Data != "1" || fs[1].Type != TypePing {
+		t.Fatalf("got %+v, %v", fs, err)
+	}
+	fs, err = decodeAll("["+strings.Repeat(`{"type":"ping"},`, 255)+`{"type":"ping"}]`, true)
+	if err != nil || len(fs) != 256 {
+		t.Fatalf("256-frame batch: %d %v", len(fs), err)
+	}
+}
+
+func TestServerFrames(t *testing.T) {
+	s := &Stream{ID: "str_0123456789abcdef0123456789", Name: "main", Owner: "acc_X", Metadata: `{"k": 1}`, PeerIdentity: `{"kind":"agent"}`, LastSeq: 7}
+	ts := time.Date(2026, 5, 1, 18, 0, 5, 123e6, time.UTC)
+	tok := AppendToken(nil, s, ts, "hé\"llo", 42)
+	want := `{"type":"token","stream_id":"str_0123456789abcdef0123456789","stream_name":"main","owner_account_id":"acc_X","ts":"2026-05-01T18:00:05.123Z","data":"hé\"llo","peer_identity":{"kind":"agent"},"seq":42}`
+	if string(tok) != want {
+		t.Fatalf("token frame\n got %s\nwant %s", tok, want)
+	}
+	if seq, ok := SeqOf(tok); !ok || seq != 42 || KindOf(tok) != KindToken {
+		t.Fatalf("SeqOf/KindOf: %d %v", seq, ok)
+	}
+	md := AppendStreamMetadata(nil, s, `{"z": [1]}`, ts, 43)
+	if seq, _ := SeqOf(md); seq != 43 || KindOf(md) != KindMetadata || !json.Valid(md) {
+		t.Fatalf("metadata frame %s", md)
+	}
+	j := AppendJoined(nil, &Joined{ConversationID: "conv_X", Own: s, Peers: []Stream{*s}, AccountID: "acc_X", MaxAgeMs: 900000, MaxEvents: 10000})
+	var m map[string]any
+	if err := json.Unmarshal(j, &m); err != nil || m["subscription"] != nil || m["last_seq"].(float64) != 7 {
+		t.Fatalf("joined %s: %v", j, err)
+	}
+	if _, ok := m["subscribed_streams"]; ok {
+		t.Fatal("subscribed_streams present without a filter")
+	}
+	obs := AppendJoined(nil, &Joined{ConversationID: "conv_X", Observer: true})
+	if !strings.Contains(string(obs), `"stream_id":null`) || !strings.Contains(string(obs), `"observer":true`) {
+		t.Fatalf("observer joined %s", obs)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{"type":"token","data":"x"}`, `[{"type":"ping"}]`, `{"type":"set_metadata","metadata":{}}`,
+		`{"type":"subscribe","streams":["a"]}`, `{"type":"token","data":"\ud83d\ude00"}`, `{`, `[`, `"\u`, `{"a":[[[[`} {
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, batch bool) {
+		err := Decode(msg, batch, func(c *Client) error {
+			if c.Type == TypeToken && len(c.Data) > MaxData {
+				t.Fatalf("oversized data accepted")
+			}
+			return nil
+		})
+		if err == nil && !json.Valid(msg) {
+			t.Fatalf("accepted invalid JSON %q", msg)
+		}
+		if err == nil && !batch {
+			var v struct {
+				Type string `json:"type"`
+				Data string `json:"data"`
+			}
+			if json.Unmarshal(msg, &v) != nil {
+				t.Fatalf("encoding/json rejects accepted %q", msg)
+			}
+		}
+	})
+}
+
+func BenchmarkDecodeToken(b *testing.B) {
+	msg := []byte(`{"type":"token","data":"The quick brown fox jumps over the lazy dog"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Decode(msg, false, func(*Client) error { return nil })
+	}
+}
+
+func BenchmarkAppendToken(b *testing.B) {
+	s := &Stream{ID: "str_0123456789abcdef0123456789", Name: "main", Owner: "acc_01J0000000000000000X"}
+	buf := make([]byte, 0, 512)
+	ts := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendToken(buf[:0], s, ts, "The quick brown fox jumps over the lazy dog", 12345)
+	}
+}
