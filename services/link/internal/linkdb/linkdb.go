@@ -15,11 +15,20 @@ import (
 
 // Open migrates and opens the store at databaseURL.
 func Open(ctx context.Context, databaseURL string) (store.Store, error) {
+	// Each case returns a nil interface on error, never a typed nil.
 	switch kind, rest := parse(databaseURL); kind {
 	case "postgres":
-		return pgstore.Open(ctx, databaseURL)
+		s, err := pgstore.Open(ctx, databaseURL)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	case "sqlite":
-		return sqlitestore.Open(ctx, rest)
+		s, err := sqlitestore.Open(ctx, rest)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
 		return nil, errBadURL
 	}
