@@ -337,6 +337,7 @@ func testGRPC(t *testing.T, dbURL string) {
 		}{
 			{"label empty", &linkv1.CreateLinkRequest{ConversationId: cid, Label: new("")}, "invalid_label"},
 			{"label 65 chars", &linkv1.CreateLinkRequest{ConversationId: cid, Label: new(strings.Repeat("a", 65))}, "invalid_label"},
+			{"label with NUL", &linkv1.CreateLinkRequest{ConversationId: cid, Label: new("a\x00b")}, "invalid_label"},
 			{"expiry 59", &linkv1.CreateLinkRequest{ConversationId: cid, ExpiresInSeconds: new(int64(59))}, "invalid_link_expiry"},
 			{"expiry 31536001", &linkv1.CreateLinkRequest{ConversationId: cid, ExpiresInSeconds: new(int64(31536001))}, "invalid_link_expiry"},
 			{"unknown conversation", &linkv1.CreateLinkRequest{ConversationId: ids.NewConversationID(time.Now())}, "not_found"},

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -94,13 +95,13 @@ func ValidateExpiry(seconds *int64) (time.Duration, error) {
 }
 
 // ValidateLabel accepts an absent label or one of 1..MaxLabelChars
-// characters of UTF-8.
+// characters of UTF-8 without NUL (which Postgres text cannot hold).
 func ValidateLabel(label *string) error {
 	if label == nil {
 		return nil
 	}
-	if !utf8.ValidString(*label) {
-		return wireerr.New(wireerr.InvalidLabel, "label must be UTF-8")
+	if !utf8.ValidString(*label) || strings.IndexByte(*label, 0) >= 0 {
+		return wireerr.New(wireerr.InvalidLabel, "label must be UTF-8 text without NUL")
 	}
 	if n := utf8.RuneCountInString(*label); n < 1 || n > MaxLabelChars {
 		return wireerr.Newf(wireerr.InvalidLabel, "label must be 1..%d characters", MaxLabelChars)

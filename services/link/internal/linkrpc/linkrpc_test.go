@@ -120,6 +120,7 @@ func TestValidateExpiryAndLabel(t *testing.T) {
 		{str(""), "invalid_label"},
 		{str(strings.Repeat("a", 65)), "invalid_label"},
 		{str("\xff"), "invalid_label"},
+		{str("a\x00b"), "invalid_label"},
 	} {
 		if err := ValidateLabel(tc.in); code(err) != tc.code {
 			t.Errorf("ValidateLabel(%v) = %v, want %q", tc.in, err, tc.code)
@@ -274,7 +275,7 @@ func FuzzRequestValidation(f *testing.F) {
 			ConversationId: resp.GetConversation().GetConversationId(), Label: &label, Issuer: issuer,
 		})
 		n := utf8.RuneCountInString(label)
-		if utf8.ValidString(label) && n >= 1 && n <= MaxLabelChars {
+		if utf8.ValidString(label) && !strings.Contains(label, "\x00") && n >= 1 && n <= MaxLabelChars {
 			if err != nil {
 				t.Fatalf("label %q: %v", label, err)
 			}
