@@ -1,0 +1,389 @@
+// Package dataplane is the gateway's view of NATS JetStream: the events
+// stream that captures every stream event for resume, the presence and
+// gateway buckets, publishing, and reading retained events back.
+//
+// Every event of stream S in conversation C is one message on
+// ams.tok.<C>.<S>; its payload is the exact server frame readers receive
+// (so a replayed frame equals the live one) and its Nats-Msg-Id is
+// "<S>:<seq>", which makes a duplicate publish of one seq harmless to the
+// stored history.
+package dataplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
+)
+
+// Names of the JetStream assets.
+const (
+	EventsStream   = "AMS_EVENTS"
+	PresenceBucket = "AMS_PRESENCE"
+	GatewaysBucket = "AMS_GATEWAYS"
+)
+
+// PublishMode selects how events are published.
+type PublishMode string
+
+const (
+	// PublishCore sends events with a core NATS publish. Subscribers get
+	// them at core speed; the events stream captures them without the
+	// publisher waiting for, or hearing of, the store.
+	PublishCore PublishMode = "core"
+	// PublishJetStream sends events with an asynchronous JetStream publish:
+	// the same live path, plus a store acknowledgement per event that is
+	// counted and whose failures are reported.
+	PublishJetStream PublishMode = "jetstream"
+)
+
+// Config configures the data plane.
+type Config struct {
+	// Replicas of the stream and buckets (3 in production).
+	Replicas int
+	// MaxAge and MaxEvents bound retention per stream (spec 5.1).
+	MaxAge    time.Duration
+	MaxEvents int64
+	// MaxBytes caps the events stream in total; -1 for no cap.
+	MaxBytes int64
+	// RecordMaxAge is how long a stream's presence record (owner, last
+	// seq) outlives its last change; seq continuity across rejoins holds
+	// within it.
+	RecordMaxAge time.Duration
+	// Mode is the publish mode.
+	Mode PublishMode
+	// Memory stores everything in memory instead of files (tests).
+	Memory bool
+}
+
+// Defaults of spec 5.1 and of this deployment.
+const (
+	DefaultMaxAge       = 15 * time.Minute
+	DefaultMaxEvents    = 10_000
+	DefaultMaxBytes     = 1 << 30
+	DefaultRecordMaxAge = 30 * 24 * time.Hour
+	duplicatesWindow    = 2 * time.Minute
+)
+
+func (c *Config) defaults() {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.MaxEvents == 0 {
+		c.MaxEvents = DefaultMaxEvents
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.RecordMaxAge == 0 {
+		c.RecordMaxAge = DefaultRecordMaxAge
+	}
+	if c.Mode == "" {
+		c.Mode = PublishCore
+	}
+}
+
+// Plane holds the JetStream handles.
+type Plane struct {
+	cfg      Config
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	events   jetstream.Stream
+	Presence jetstream.KeyValue
+	Gateways jetstream.KeyValue
+
+	// OnPublishError is called for a failed JetStream publish
+	// acknowledgement (PublishJetStream mode).
+	OnPublishError func(error)
+}
+
+// Open creates or updates the events stream and the buckets.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Plane, error) {
+	cfg.defaults()
+	p := &Plane{cfg: cfg, nc: nc}
+	var err error
+	p.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			if p.OnPublishError != nil {
+				p.OnPublishError(err)
+			}
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	storage := jetstream.FileStorage
+	if cfg.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	p.events, err = p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              EventsStream,
+		Description:       "AMS stream events, retained for resume",
+		Subjects:          []string{"ams.tok.>"},
+		Storage:           storage,
+		Replicas:          cfg.Replicas,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxAge:            cfg.MaxAge,
+		MaxMsgsPerSubject: cfg.MaxEvents,
+		MaxBytes:          cfg.MaxBytes,
+		Duplicates:        duplicatesWindow,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create events stream: %w", err)
+	}
+	p.Presence, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      PresenceBucket,
+		Description: "AMS live streams and their records",
+		History:     1,
+		TTL:         cfg.RecordMaxAge,
+		Storage:     storage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create presence bucket: %w", err)
+	}
+	p.Gateways, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      GatewaysBucket,
+		Description: "AMS gateway heartbeats",
+		History:     1,
+		TTL:         time.Minute,
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create gateways bucket: %w", err)
+	}
+	return p, nil
+}
+
+// Config returns the effective configuration.
+func (p *Plane) Config() Config { return p.cfg }
+
+// Conn is the NATS connection.
+func (p *Plane) Conn() *nats.Conn { return p.nc }
+
+// MsgID is the de-duplication id of an event.
+func MsgID(streamID string, seq uint64) string {
+	return streamID + ":" + strconv.FormatUint(seq, 10)
+}
+
+// Publish sends one event frame on its subject. In core mode it returns
+// once the message is buffered for the server; in JetStream mode once the
+// asynchronous publish is queued (the acknowledgement arrives later).
+func (p *Plane) Publish(subj string, f []byte, msgID string) error {
+	m := &nats.Msg{Subject: subj, Data: f, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
+	if p.cfg.Mode == PublishJetStream {
+		_, err := p.js.PublishMsgAsync(m)
+		return err
+	}
+	return p.nc.PublishMsg(m)
+}
+
+// Flush waits until everything published so far reached the server.
+func (p *Plane) Flush(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	return p.nc.FlushWithContext(ctx)
+}
+
+// LastSeq returns the seq of the newest retained event on subj, 0 if none.
+func (p *Plane) LastSeq(ctx context.Context, subj string) (uint64, error) {
+	m, err := p.events.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	seq, ok := frame.SeqOf(m.Data)
+	if !ok {
+		return 0, fmt.Errorf("event without seq on %s", subj)
+	}
+	return seq, nil
+}
+
+// stored is one retained event.
+type stored struct {
+	jsSeq uint64
+	seq   uint64
+	data  []byte
+}
+
+// nextFrom returns the first retained event of subj at stream sequence
+// ≥ from, or ok=false if there is none.
+func (p *Plane) nextFrom(ctx context.Context, subj string, from uint64) (stored, bool, error) {
+	m, err := p.events.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subj))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return stored{}, false, nil
+	}
+	if err != nil {
+		return stored{}, false, err
+	}
+	seq, ok := frame.SeqOf(m.Data)
+	if !ok {
+		return stored{}, false, fmt.Errorf("event without seq on %s", subj)
+	}
+	return stored{jsSeq: m.Sequence, seq: seq, data: m.Data}, true, nil
+}
+
+// Replay calls fn with every retained event of subj whose seq is ≥ from,
+// in order, up to the newest event retained when the call began. It
+// returns the first available seq (the oldest retained seq, or last+1 when
+// nothing is retained) so the caller can announce a gap when from is below
+// it. Events of one subject carry consecutive seqs in stream order, which
+// lets a binary search over stream sequences find the start in O(log n)
+// lookups instead of scanning the subject.
+func (p *Plane) Replay(ctx context.Context, subj string, from uint64, fn func(f []byte, seq uint64) error) (firstAvailable uint64, err error) {
+	last, err := p.events.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil // nothing retained: the caller knows the last seq
+	}
+	if err != nil {
+		return 0, err
+	}
+	lastSeq, ok := frame.SeqOf(last.Data)
+	if !ok {
+		return 0, fmt.Errorf("event without seq on %s", subj)
+	}
+	first, ok, err := p.nextFrom(ctx, subj, 1)
+	if err != nil || !ok {
+		return lastSeq + 1, err
+	}
+	if from > lastSeq {
+		return first.seq, nil
+	}
+	start := first
+	if from > first.seq {
+		// f(x) = seq of the first event at stream sequence ≥ x is
+		// non-decreasing; find the least x with f(x) ≥ from. Invariant:
+		// f(lo) < from ≤ f(hi).
+		lo, hi := first.jsSeq, last.Sequence
+		start = stored{jsSeq: last.Sequence, seq: lastSeq, data: last.Data}
+		for hi-lo > 1 && start.seq != from {
+			mid := lo + (hi-lo)/2
+			m, ok, err := p.nextFrom(ctx, subj, mid)
+			if err != nil {
+				return 0, err
+			}
+			if !ok || m.seq >= from {
+				hi = mid
+				if ok && m.seq < start.seq {
+					start = m
+				}
+				continue
+			}
+			lo = max(mid, m.jsSeq)
+		}
+		if start.seq != from {
+			m, ok, err := p.nextFrom(ctx, subj, hi)
+			if err != nil {
+				return 0, err
+			}
+			if ok && m.seq >= from && m.seq <= start.seq {
+				start = m
+			}
+		}
+	}
+	err = p.batch(ctx, subj, start.jsSeq, last.Sequence, func(s stored) error {
+		if s.seq < from {
+			return nil
+		}
+		return fn(s.data, s.seq)
+	})
+	return first.seq, err
+}
+
+// batchSize is the number of events one direct get returns.
+const batchSize = 256
+
+type directGetRequest struct {
+	Seq      uint64 `json:"seq"`
+	NextFor  string `json:"next_by_subj"`
+	Batch    int    `json:"batch"`
+	MaxBytes int    `json:"max_bytes,omitempty"`
+}
+
+// batch reads the events of subj from stream sequence from to to
+// (inclusive) with batched direct gets.
+func (p *Plane) batch(ctx context.Context, subj string, from, to uint64, fn func(stored) error) error {
+	api := "$JS.API.DIRECT.GET." + EventsStream
+	for from <= to {
+		req, _ := json.Marshal(directGetRequest{Seq: from, NextFor: subj, Batch: batchSize, MaxBytes: 8 << 20})
+		inbox := p.nc.NewRespInbox()
+		sub, err := p.nc.SubscribeSync(inbox)
+		if err != nil {
+			return err
+		}
+		if err := p.nc.PublishRequest(api, inbox, req); err != nil {
+			_ = sub.Unsubscribe()
+			return err
+		}
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n, next, done, err := p.readBatch(bctx, sub, to, fn)
+		cancel()
+		_ = sub.Unsubscribe()
+		if err != nil {
+			return err
+		}
+		if done || n == 0 {
+			return nil
+		}
+		from = next
+	}
+	return nil
+}
+
+func (p *Plane) readBatch(ctx context.Context, sub *nats.Subscription, to uint64, fn func(stored) error) (n int, next uint64, done bool, err error) {
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return n, next, false, fmt.Errorf("direct get: %w", err)
+		}
+		if st := m.Header.Get("Status"); st != "" {
+			// 204: end of batch; 404: nothing at or after the sequence.
+			if st == "404" {
+				return n, next, true, nil
+			}
+			return n, next, false, nil
+		}
+		js, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return n, next, false, fmt.Errorf("direct get: bad sequence header")
+		}
+		if js > to {
+			done = true
+			continue // drain to the end-of-batch marker
+		}
+		seq, ok := frame.SeqOf(m.Data)
+		if !ok {
+			return n, next, false, fmt.Errorf("event without seq")
+		}
+		if done {
+			continue
+		}
+		if err := fn(stored{jsSeq: js, seq: seq, data: m.Data}); err != nil {
+			return n, next, false, err
+		}
+		n++
+		next = js + 1
+		if js == to {
+			done = true
+		}
+	}
+}
