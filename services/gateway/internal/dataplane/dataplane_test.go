@@ -99,7 +99,9 @@ func collect(t *testing.T, p *Plane, s string, from uint64) ([]uint64, uint64) {
 	return got, first
 }
 
-func contains(b []byte, s string) bool { return len(s) <= len(b) && string(b) != "" && indexOf(b, s) >= 0 }
+func contains(b []byte, s string) bool {
+	return len(s) <= len(b) && string(b) != "" && indexOf(b, s) >= 0
+}
 
 func indexOf(b []byte, s string) int {
 	for i := 0; i+len(s) <= len(b); i++ {
