@@ -1,0 +1,5 @@
+//go:build !race
+
+package gwtest
+
+const raceEnabled = false
