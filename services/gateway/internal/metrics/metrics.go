@@ -66,8 +66,19 @@ func New() *Metrics {
 	}
 	r.MustRegister(m.Connections, m.StreamsLive, m.FramesIn, m.FramesOut, m.Closes, m.ReplayFrames,
 		m.HTTPRequests, m.HTTPDuration, m.AuthCacheLookup)
+	// Every family of spec 3.8 is exposed from the start, also before any
+	// stream traffic: the known label values begin at zero.
 	for _, t := range []string{"ws", "sse", "grpc", "mcp"} {
 		m.Connections.WithLabelValues(t)
+	}
+	for _, t := range []string{"token", "set_metadata", "ping", "subscribe"} { // spec 4.4
+		m.FramesIn.WithLabelValues(t)
+	}
+	for _, t := range []string{"joined", "stream_joined", "stream_left", "token", "stream_metadata", "pong", "replay_gap", "subscribed"} { // spec 4.3
+		m.FramesOut.WithLabelValues(t)
+	}
+	for _, c := range []int{1000, 1001, 1009, 4001, 4002, 4003, 4004, 4005, 4290, 4400, 4500} { // spec 4.2
+		m.Closes.WithLabelValues(strconv.Itoa(c))
 	}
 	return m
 }
