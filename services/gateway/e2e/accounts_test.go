@@ -51,6 +51,8 @@ func TestC8CreateAccountErrors(t *testing.T) {
 		{"truncated", `{"namespace":"acme"`, 400, "invalid_json"},
 		{"trailing garbage", `{"namespace":"acme"} x`, 400, "invalid_json"},
 		{"two values", `{"namespace":"acme"}{}`, 400, "invalid_json"},
+		{"non-JSON space", "\v[]", 400, "invalid_json"},
+		{"non-breaking space", "\u00a0{\"namespace\":\"acme\"}", 400, "invalid_json"},
 		{"array", `[]`, 400, "invalid_namespace"},
 		{"null", `null`, 400, "invalid_namespace"},
 		{"empty object", `{}`, 400, "invalid_namespace"},

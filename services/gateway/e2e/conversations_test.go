@@ -167,6 +167,7 @@ func TestC10MintErrorsInOrder(t *testing.T) {
 		{"null", "acme", bearer(cred), `null`, 400, "invalid_json"},
 		{"string", "acme", bearer(cred), `"x"`, 400, "invalid_json"},
 		{"trailing garbage", "acme", bearer(cred), `{} {}`, 400, "invalid_json"},
+		{"form feed", "acme", bearer(cred), "\f", 400, "invalid_json"},
 		{"alias pattern, bad name too", "acme", bearer(cred), `{"alias":"Room","stream_name":"-x"}`, 400, "invalid_alias"},
 		{"alias number", "acme", bearer(cred), `{"alias":7}`, 400, "invalid_alias"},
 		{"alias too long", "acme", bearer(cred), `{"alias":"` + strings.Repeat("a", 64) + `"}`, 400, "invalid_alias"},

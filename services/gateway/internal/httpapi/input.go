@@ -55,11 +55,15 @@ func readBody(r *http.Request) ([]byte, error) {
 	return io.ReadAll(r.Body)
 }
 
+// jsonSpace is the whitespace of JSON (RFC 8259): other Unicode spaces
+// around a body make it something that is not JSON.
+const jsonSpace = " \t\r\n"
+
 // object parses a request body that must be a JSON object into its
 // members, keeping each value's exact bytes. An empty or whitespace body is
 // `{}` when emptyOK. Anything else that is not an object is invalid_json.
 func object(body []byte, emptyOK bool) (map[string]json.RawMessage, error) {
-	trimmed := bytes.TrimSpace(body)
+	trimmed := bytes.Trim(body, jsonSpace)
 	if len(trimmed) == 0 && emptyOK {
 		return map[string]json.RawMessage{}, nil
 	}
@@ -134,4 +138,4 @@ func MagicLink(base, ns, alias, token string) string {
 	return base + "/" + ns + "/conversations/" + alias + "?t=" + token
 }
 
-func jsonValid(b []byte) bool { return json.Valid(bytes.TrimSpace(b)) }
+func jsonValid(b []byte) bool { return json.Valid(b) }

@@ -1,0 +1,160 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/amsrouter/ams/services/internal/wireerr"
+)
+
+func TestObject(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		body    string
+		emptyOK bool
+		ok      bool
+	}{
+		{`{}`, false, true},
+		{` {"a":1} `, false, true},
+		{``, true, true},
+		{" \t\r\n", true, true},
+		{``, false, false},
+		{`  `, false, false},
+		{`[]`, true, false},
+		{`null`, true, false},
+		{`"x"`, true, false},
+		{`1`, true, false},
+		{`{`, true, false},
+		{`{} {}`, true, false},
+		{`{}x`, true, false},
+		{`{"a":}`, true, false},
+		{`{"a":1,}`, true, false},
+		{"\f", true, false},
+		{"\u00a0{}", true, false},
+		{"\v{}\v", true, false},
+	}
+	for _, tc := range tests {
+		m, err := object([]byte(tc.body), tc.emptyOK)
+		if (err == nil) != tc.ok {
+			t.Errorf("object(%q, %v) error = %v, want ok %v", tc.body, tc.emptyOK, err, tc.ok)
+		}
+		if err != nil {
+			if we, _ := wireerr.As(err); we == nil || we.Code != wireerr.InvalidJSON {
+				t.Errorf("object(%q) error = %v, want invalid_json", tc.body, err)
+			}
+		} else if m == nil {
+			t.Errorf("object(%q) = nil map", tc.body)
+		}
+	}
+}
+
+func TestOptionalMembers(t *testing.T) {
+	t.Parallel()
+	m, err := object([]byte(`{"s":"x","e":"","n":null,"i":60,"big":31536001,"f":60.0,"neg":-1,"o":{ "k" : [1] },"a":[],"q":"60"}`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key, want string
+		ok        bool
+	}{{"s", "x", true}, {"e", "", true}, {"n", "", true}, {"absent", "", true}, {"i", "", false}, {"o", "", false}, {"a", "", false}} {
+		if got, ok := optString(m, tc.key); got != tc.want || ok != tc.ok {
+			t.Errorf("optString(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
+		}
+	}
+	for _, tc := range []struct {
+		key, want string
+		ok        bool
+	}{{"o", `{ "k" : [1] }`, true}, {"n", "DEF", true}, {"absent", "DEF", true}, {"a", "", false}, {"s", "", false}, {"i", "", false}} {
+		if got, ok := optObject(m, tc.key, 64, "DEF"); got != tc.want || ok != tc.ok {
+			t.Errorf("optObject(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
+		}
+	}
+	if _, ok := optObject(m, "o", 5, "{}"); ok {
+		t.Errorf("optObject accepted an object over its size bound")
+	}
+	for _, tc := range []struct {
+		key         string
+		n           int64
+		present, ok bool
+	}{{"i", 60, true, true}, {"absent", 0, false, true}, {"n", 0, false, true}, {"big", 0, true, false},
+		{"f", 0, true, false}, {"neg", 0, true, false}, {"q", 0, true, false}, {"o", 0, true, false}} {
+		n, present, ok := optInt(m, tc.key, MinLinkExpiry, MaxLinkExpiry)
+		if n != tc.n || present != tc.present || ok != tc.ok {
+			t.Errorf("optInt(%s) = %d, %v, %v; want %d, %v, %v", tc.key, n, present, ok, tc.n, tc.present, tc.ok)
+		}
+	}
+}
+
+// FuzzObject checks the body helpers against encoding/json: object
+// accepts exactly the JSON objects (and blank bodies when allowed); the
+// optional-member readers accept only their type and keep exact bytes.
+func FuzzObject(f *testing.F) {
+	for _, s := range []string{``, ` `, `{}`, `[]`, `null`, `{"namespace":"acme"}`, `{"alias":null,"metadata":{"a":[1,{"b":"c"}]}}`,
+		`{"link_expires_in":60}`, `{"link_expires_in":6e1}`, `{"label":"\u00e9\ud83d\ude00"}`, `{"a":"\ud800"}`, `{"a":1}{}`,
+		"{\"a\":\"\xff\"}", `{"a":{"b":{}}, "a":2}`} {
+		f.Add([]byte(s), true)
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, emptyOK bool) {
+		m, err := object(body, emptyOK)
+		trimmed := strings.Trim(string(body), " \t\r\n")
+		var ref map[string]json.RawMessage
+		refErr := json.Unmarshal(body, &ref)
+		isObject := refErr == nil && ref != nil && strings.HasPrefix(trimmed, "{")
+		blank := strings.Trim(string(body), " \t\r\n") == ""
+		switch {
+		case err != nil:
+			if we, _ := wireerr.As(err); we == nil || we.Code != wireerr.InvalidJSON {
+				t.Fatalf("object error %v, want invalid_json", err)
+			}
+			if isObject || (blank && emptyOK) {
+				t.Fatalf("object(%q) refused a JSON object or an allowed blank body", body)
+			}
+			return
+		case blank:
+			if !emptyOK || len(m) != 0 {
+				t.Fatalf("object(%q, %v) = %v", body, emptyOK, m)
+			}
+			return
+		case !isObject:
+			t.Fatalf("object(%q) accepted a body encoding/json does not read as an object (%v)", body, refErr)
+		}
+		if len(m) != len(ref) {
+			t.Fatalf("object has %d members, encoding/json %d", len(m), len(ref))
+		}
+		for k, v := range m {
+			if !json.Valid(v) {
+				t.Fatalf("member %q = %q is not JSON", k, v)
+			}
+			if s, ok := optString(m, k); ok && !isNull(v) {
+				var want string
+				if json.Unmarshal(v, &want) != nil || v[0] != '"' || s != want {
+					t.Fatalf("optString(%q) = %q from %q", k, s, v)
+				}
+			} else if !ok && v[0] == '"' {
+				t.Fatalf("optString(%q) refused the string %q", k, v)
+			}
+			if o, ok := optObject(m, k, 1<<10, "DEF"); ok && !isNull(v) {
+				if o != string(v) || o[0] != '{' || len(o) > 1<<10 || !utf8.ValidString(o) {
+					t.Fatalf("optObject(%q) = %q from %q", k, o, v)
+				}
+			} else if ok && o != "DEF" {
+				t.Fatalf("optObject(%q) of null = %q, want the default", k, o)
+			}
+			if n, present, ok := optInt(m, k, -1000, 1000); ok && present {
+				if n < -1000 || n > 1000 || strconv.FormatInt(n, 10) != string(v) {
+					t.Fatalf("optInt(%q) = %d from %q", k, n, v)
+				}
+			} else if !present && !isNull(v) {
+				t.Fatalf("optInt(%q) says absent for %q", k, v)
+			}
+		}
+		if _, ok := optString(m, "\x00absent"); !ok {
+			t.Fatal("optString of an absent member is not ok")
+		}
+	})
+}
