@@ -23,8 +23,12 @@ import (
 	linkv1 "github.com/amsrouter/ams/proto/gen/go/ams/link/v1"
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/authcache"
+	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
+	"github.com/amsrouter/ams/services/gateway/internal/hub"
 	"github.com/amsrouter/ams/services/gateway/internal/metrics"
+	"github.com/amsrouter/ams/services/gateway/internal/subject"
+	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
 	"github.com/amsrouter/ams/services/internal/grpcx"
 	"github.com/amsrouter/ams/services/internal/ids"
 )
@@ -59,6 +63,11 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Name identifies this replica (presence, logs); empty picks one.
 	Name string
+	// Data configures the JetStream data plane: retention, replicas,
+	// publish mode.
+	Data dataplane.Config
+	// Hub configures the stream plane: queue bounds, grace, liveness.
+	Hub hub.Config
 }
 
 func (c *Config) defaults() {
@@ -91,6 +100,8 @@ func (c *Config) Validate() error {
 		return errors.New("derivation pepper is required (at least 16 bytes)")
 	case c.AuthCacheTTL > authcache.MaxTTL:
 		return fmt.Errorf("auth cache TTL is at most %s", authcache.MaxTTL)
+	case !subject.ValidGatewayName(c.Name):
+		return fmt.Errorf("gateway name %q: 1 to 64 of letters, digits, - and _", c.Name)
 	}
 	return nil
 }
@@ -106,6 +117,8 @@ type Gateway struct {
 	adm     *admission.Checker
 	metrics *metrics.Metrics
 	api     *httpapi.API
+	plane   *dataplane.Plane
+	hub     *hub.Hub
 	httpLis net.Listener
 	httpSrv *http.Server
 
@@ -153,6 +166,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("connect nats: %w", err)
 	}
 
+	// Data plane and stream plane.
+	g.plane, err = dataplane.Open(ctx, g.nc, cfg.Data)
+	if err != nil {
+		return nil, fmt.Errorf("open data plane: %w", err)
+	}
+	hcfg := cfg.Hub
+	hcfg.Gateway = cfg.Name
+	deriver := ids.NewDeriver(cfg.DerivationPepper)
+	g.hub, err = hub.New(hcfg, g.plane, deriver, g.metrics, log)
+	if err != nil {
+		return nil, err
+	}
+
 	accounts := accountv1.NewAccountServiceClient(accConn)
 	links := linkv1.NewLinkServiceClient(linkConn)
 	g.auth = authcache.New(accounts, cfg.AuthCacheTTL)
@@ -164,6 +190,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		}
 	}
 	g.adm = admission.New(links)
+	g.adm.Revoked.Subscribe(func(linkID, _ string) { g.hub.CloseLink(linkID) })
 
 	// Control broadcasts between replicas.
 	sub, err := g.nc.Subscribe(SubjectRevoked, func(*nats.Msg) { g.adm.Revoked.Kick() })
@@ -190,7 +217,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Links:     links,
 		Auth:      g.auth,
 		Admission: g.adm,
-		Deriver:   ids.NewDeriver(cfg.DerivationPepper),
+		Deriver:   deriver,
+		Presence:  presenceAdapter{g.hub},
 		PublicURL: cfg.PublicURL,
 		Ready:     g.ready,
 		AnnounceRevocation: func(linkID string) {
@@ -198,6 +226,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		},
 		AnnounceRotation: func(accountID string) {
 			_ = g.nc.Publish(SubjectRotated, []byte(accountID))
+		},
+		Handlers: httpapi.Handlers{
+			Connect: &wsconn.Handler{
+				Log:      log,
+				Admitter: &wsconn.Admitter{Auth: g.auth, Admission: g.adm},
+				Hub:      g.hub,
+			},
 		},
 	})
 
@@ -259,6 +294,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var eg errgroup.Group
 	eg.Go(func() error { g.adm.Revoked.Run(bg, g.cfg.RevocationPoll); return nil })
 	eg.Go(func() error { g.adm.Keys.Run(bg, 30*time.Second); return nil })
+	eg.Go(func() error { return g.hub.Run(bg) })
 
 	errc := make(chan error, 1)
 	go func() {
@@ -276,10 +312,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case serveErr = <-errc:
 	}
 
-	// Shutdown, under one deadline.
+	// Shutdown, under one deadline: not ready, close client connections
+	// with 1001 so they resume elsewhere, stop accepting, stop background
+	// work, drain NATS.
 	g.draining.Store(true)
 	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownGrace)
 	defer cancel()
+	g.hub.Drain(sctx)
 	if err := g.httpSrv.Shutdown(sctx); err != nil {
 		_ = g.httpSrv.Close()
 	}
@@ -308,4 +347,20 @@ func (g *Gateway) closeClients() {
 		_ = c.Close()
 	}
 	g.conns = nil
+}
+
+// presenceAdapter answers inspect's live streams from the hub.
+type presenceAdapter struct{ h *hub.Hub }
+
+func (p presenceAdapter) LiveStreams(ctx context.Context, conversationID string) ([]httpapi.StreamInfo, error) {
+	list, err := p.h.LiveStreams(ctx, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]httpapi.StreamInfo, len(list))
+	for i, s := range list {
+		out[i] = httpapi.StreamInfo{StreamID: s.ID, StreamName: s.Name, OwnerAccountID: s.Owner,
+			Metadata: s.Metadata, PeerIdentity: s.PeerIdentity, LastSeq: s.LastSeq}
+	}
+	return out, nil
 }

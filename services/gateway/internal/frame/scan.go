@@ -275,3 +275,37 @@ func unquote(lit []byte) (string, error) {
 	}
 	return string(out), nil
 }
+
+// Member returns the raw value of a top-level member of a JSON object, for
+// frames this package encoded (which are valid JSON without escaped keys).
+func Member(obj []byte, name string) ([]byte, bool) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return nil, false
+	}
+	i = skipSpace(obj, i+1)
+	for i < len(obj) && obj[i] == '"' {
+		ke, err := skipString(obj, i)
+		if err != nil {
+			return nil, false
+		}
+		key := obj[i+1 : ke-1]
+		i = skipSpace(obj, ke)
+		if i >= len(obj) || obj[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(obj, i+1)
+		ve, err := skipValue(obj, i, 1)
+		if err != nil {
+			return nil, false
+		}
+		if string(key) == name {
+			return obj[i:ve], true
+		}
+		i = skipSpace(obj, ve)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+	return nil, false
+}

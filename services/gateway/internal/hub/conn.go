@@ -1,0 +1,219 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
+	"github.com/amsrouter/ams/services/internal/wireerr"
+)
+
+// Sink is what a transport gives the hub for one connection.
+type Sink interface {
+	// Wake tells the transport's writer that frames are queued. It must
+	// not block.
+	Wake()
+	// Close ends the connection with a close code and reason. It may be
+	// called from any goroutine, more than once (the first wins), and must
+	// not block on I/O.
+	Close(code int, reason string)
+}
+
+// Item is one queued outbound frame. Event frames are shared by every
+// reader: the bytes are never modified after they are queued.
+type Item struct {
+	Frame []byte
+	// Stream and Seq identify an event frame (token or stream_metadata);
+	// Stream is nil for other frames.
+	Stream *stream
+	Seq    uint64
+}
+
+// StreamID of an event item, "" for other frames.
+func (it *Item) StreamID() string {
+	if it.Stream == nil {
+		return ""
+	}
+	return it.Stream.info.ID
+}
+
+// Conn is one client connection on this gateway: a WebSocket, an SSE
+// response, a gRPC Connect call or an MCP session. It owns at most one
+// stream (none for an observer) and reads the streams of its read set.
+type Conn struct {
+	id        uint64
+	conv      *conv
+	sink      Sink
+	transport string
+
+	accountID string
+	linkID    string
+	observer  bool
+	batch     bool
+
+	// Guarded by conv.mu.
+	own       *stream // nil for observers
+	selfSub   bool
+	filter    *filter // nil: every stream
+	reads     map[*stream]struct{}
+	displaced bool
+	// ownFrom: with self_subscribe, own events up to this seq were already
+	// published when the connection joined and are not delivered.
+	ownFrom uint64
+
+	// The outbound queue; guarded by qmu.
+	qmu       sync.Mutex
+	q         []Item
+	qBytes    int
+	maxFrames int
+	maxBytes  int
+	delivered map[string]uint64 // stream id -> highest seq written
+	closed    bool
+
+	closeOnce sync.Once
+	done      atomic.Bool
+	lastWrite atomic.Int64
+}
+
+// ID is the connection's id on this gateway.
+func (c *Conn) ID() uint64 { return c.id }
+
+// AccountID is the connection's account ("" for an anonymous observer).
+func (c *Conn) AccountID() string { return c.accountID }
+
+// Batch reports whether the client enabled batching.
+func (c *Conn) Batch() bool { return c.batch }
+
+// enqueue adds a frame; on overflow the connection is closed with 4290
+// slow_consumer and the frame dropped. It never blocks.
+func (c *Conn) enqueue(it Item) {
+	c.qmu.Lock()
+	if c.closed {
+		c.qmu.Unlock()
+		return
+	}
+	if len(c.q) >= c.maxFrames || c.qBytes+len(it.Frame) > c.maxBytes {
+		c.closed = true
+		c.q = nil
+		c.qBytes = 0
+		c.qmu.Unlock()
+		c.conv.hub.metrics.slowConsumer()
+		go c.closeWith(wireerr.SlowConsumer)
+		return
+	}
+	wake := len(c.q) == 0
+	c.q = append(c.q, it)
+	c.qBytes += len(it.Frame)
+	c.qmu.Unlock()
+	if wake {
+		c.sink.Wake()
+	}
+}
+
+// Take moves the queued frames into dst (reused by the caller) and
+// returns it. The writer calls it after each Wake.
+func (c *Conn) Take(dst []Item) []Item {
+	c.qmu.Lock()
+	dst = append(dst[:0], c.q...)
+	clear(c.q)
+	c.q = c.q[:0]
+	c.qBytes = 0
+	c.qmu.Unlock()
+	return dst
+}
+
+// Delivered records that the items were written to the client, for the
+// cursor a slow consumer is given.
+func (c *Conn) Delivered(items []Item) {
+	c.qmu.Lock()
+	for i := range items {
+		if items[i].Stream != nil {
+			if c.delivered == nil {
+				c.delivered = map[string]uint64{}
+			}
+			c.delivered[items[i].StreamID()] = items[i].Seq
+		}
+	}
+	c.qmu.Unlock()
+	c.lastWrite.Store(time.Now().UnixNano())
+}
+
+// DeliveredCursor returns the highest seq written per stream.
+func (c *Conn) DeliveredCursor() map[string]uint64 {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	out := make(map[string]uint64, len(c.delivered))
+	for k, v := range c.delivered {
+		out[k] = v
+	}
+	return out
+}
+
+// closeWith closes the connection with a catalogue code: the hub forgets
+// it first (leave or grace as the code implies), then the transport closes.
+func (c *Conn) closeWith(code wireerr.Code) {
+	c.closeOnce.Do(func() {
+		c.conv.hub.detach(c, code)
+		c.conv.hub.metrics.closed(code.Close)
+		c.sink.Close(code.Close, code.Name)
+	})
+}
+
+// Close ends the connection from the transport's side: code is what ended
+// it (the client's close code, or the AMS code the transport is sending).
+// Lost is true when the connection broke without a close handshake; the
+// stream then stays present for the grace period.
+func (c *Conn) Close(code int, lost bool) {
+	c.closeOnce.Do(func() {
+		c.qmu.Lock()
+		c.closed = true
+		c.q = nil
+		c.qmu.Unlock()
+		if lost {
+			c.conv.hub.detachLost(c)
+		} else {
+			c.conv.hub.detach(c, wireerr.Code{Close: code})
+		}
+		c.conv.hub.metrics.closed(code)
+	})
+}
+
+// Fail closes the connection with a catalogue error (from the transport:
+// a bad frame, an oversized message).
+func (c *Conn) Fail(code wireerr.Code) { c.closeWith(code) }
+
+// Ping answers a ping with a pong to this connection only.
+func (c *Conn) Ping() {
+	c.enqueue(Item{Frame: frame.Pong})
+}
+
+// filter is a read filter (spec 5.2): stream ids and names.
+type filter struct {
+	items []string
+	ids   map[string]struct{}
+	names map[string]struct{}
+}
+
+func newFilter(items []string) *filter {
+	f := &filter{items: items, ids: map[string]struct{}{}, names: map[string]struct{}{}}
+	for _, it := range items {
+		if len(it) == 30 && it[:4] == "str_" {
+			f.ids[it] = struct{}{}
+		} else {
+			f.names[it] = struct{}{}
+		}
+	}
+	return f
+}
+
+func (f *filter) match(s *stream) bool {
+	if f == nil {
+		return true
+	}
+	if _, ok := f.ids[s.info.ID]; ok {
+		return true
+	}
+	_, ok := f.names[s.info.Name]
+	return ok
+}

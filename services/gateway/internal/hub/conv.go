@@ -1,0 +1,593 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amsrouter/ams/services/gateway/internal/admission"
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
+	"github.com/amsrouter/ams/services/gateway/internal/presence"
+	"github.com/amsrouter/ams/services/gateway/internal/subject"
+)
+
+// Bounds of what a conversation holds while waiting.
+const (
+	maxHeld    = 4096 // out-of-order events per stream
+	maxPending = 1024 // events per stream not yet announced
+	pendingTTL = 30 * time.Second
+	// repairWait lets events that crossed on different routes arrive
+	// before a gap is read back from JetStream.
+	repairWait = 50 * time.Millisecond
+	// leaveWait bounds how long a stream_left waits for the final events.
+	leaveWait = 3 * time.Second
+)
+
+// conv is a conversation this gateway serves.
+type conv struct {
+	hub  *Hub
+	id   string
+	info *admission.Conversation
+	refs int // guarded by hub.mu
+
+	ready    chan struct{}
+	readyErr error
+	cancel   context.CancelFunc
+	sub      *nats.Subscription
+
+	mu        sync.Mutex
+	streams   map[string]*stream
+	conns     map[*Conn]struct{}
+	observers int
+	pending   map[string][]pendingEvent
+	stopped   bool
+}
+
+type pendingEvent struct {
+	heldEvent
+	at time.Time
+}
+
+func newConv(h *Hub, info *admission.Conversation) *conv {
+	return &conv{
+		hub: h, id: info.ID, info: info, ready: make(chan struct{}),
+		streams: map[string]*stream{}, conns: map[*Conn]struct{}{}, pending: map[string][]pendingEvent{},
+	}
+}
+
+func (c *conv) newStream(streamID string) *stream {
+	subj, _ := subject.Event(c.id, streamID)
+	key, _ := subject.PresenceKey(c.id, streamID)
+	return &stream{conv: c, subj: subj, key: key, info: frame.Stream{ID: streamID}}
+}
+
+// start subscribes to the conversation's events, loads its records and
+// watches them. It closes c.ready when the conversation can be joined.
+func (c *conv) start() {
+	h := c.hub
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	fail := func(err error) {
+		c.readyErr = err
+		close(c.ready)
+	}
+	select {
+	case <-h.live.Loaded():
+	case <-time.After(5 * time.Second):
+		fail(errors.New("gateway liveness not loaded"))
+		return
+	}
+	subj, err := subject.Conversation(c.id)
+	if err != nil {
+		fail(err)
+		return
+	}
+	c.sub, err = h.plane.Conn().Subscribe(subj, c.onEvent)
+	if err != nil {
+		fail(err)
+		return
+	}
+	_ = c.sub.SetPendingLimits(-1, 256<<20)
+	filter, _ := subject.PresenceFilter(c.id)
+	w, err := h.plane.Presence.Watch(ctx, filter)
+	if err != nil {
+		fail(err)
+		return
+	}
+	// Initial records, then the live stream of changes.
+	type initial struct {
+		rec presence.Record
+		rev uint64
+	}
+	var recs []initial
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		if e.Operation() != jetstream.KeyValuePut {
+			continue
+		}
+		rec, err := presence.Decode(e.Value())
+		if err != nil || rec.State != presence.Live {
+			continue
+		}
+		recs = append(recs, initial{rec, e.Revision()})
+	}
+	// The newest retained event of each live stream: events published
+	// before the subscription existed are history, not live.
+	lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+	for i := range recs {
+		last, err := h.lastSeq(lctx, c.id, recs[i].rec.StreamID, recs[i].rec.LastSeq)
+		if err != nil {
+			lcancel()
+			_ = w.Stop()
+			fail(err)
+			return
+		}
+		recs[i].rec.LastSeq = last
+	}
+	lcancel()
+	c.mu.Lock()
+	for _, r := range recs {
+		c.onRecord(r.rec, r.rev)
+	}
+	c.mu.Unlock()
+	close(c.ready)
+	c.watch(ctx, w)
+}
+
+// watch applies record changes until the conversation stops.
+func (c *conv) watch(ctx context.Context, w jetstream.KeyWatcher) {
+	defer func() { _ = w.Stop() }()
+	sweep := time.NewTicker(pendingTTL / 2)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep.C:
+			c.mu.Lock()
+			c.sweepPending()
+			c.mu.Unlock()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue
+			}
+			c.mu.Lock()
+			if e.Operation() == jetstream.KeyValuePut {
+				if rec, err := presence.Decode(e.Value()); err == nil {
+					c.onRecord(rec, e.Revision())
+				}
+			} else if s := c.streamOfKey(e.Key()); s != nil && s.announced {
+				c.beginLeave(s, s.info.LastSeq)
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (c *conv) streamOfKey(key string) *stream {
+	for _, s := range c.streams {
+		if s.key == key {
+			return s
+		}
+	}
+	return nil
+}
+
+// stop ends serving the conversation.
+func (c *conv) stop() {
+	<-c.ready
+	if c.cancel != nil {
+		c.cancel()
+	}
+	if c.sub != nil {
+		_ = c.sub.Unsubscribe()
+	}
+	c.mu.Lock()
+	c.stopped = true
+	for _, s := range c.streams {
+		if s.leaveTimer != nil {
+			s.leaveTimer.Stop()
+		}
+		if s.orphan != nil {
+			s.orphan.Stop()
+		}
+	}
+	c.mu.Unlock()
+}
+
+// onEvent receives one event of the conversation (NATS callback).
+func (c *conv) onEvent(m *nats.Msg) {
+	sid, ok := subject.StreamOf(m.Subject)
+	if !ok {
+		return
+	}
+	seq, ok := frame.SeqOf(m.Data)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.streams[sid]
+	if s == nil || !s.announced {
+		p := c.pending[sid]
+		if len(p) < maxPending {
+			c.pending[sid] = append(p, pendingEvent{heldEvent{m.Data, seq}, time.Now()})
+		}
+		return
+	}
+	c.deliver(s, m.Data, seq)
+}
+
+// deliver applies an event in seq order; c.mu is held.
+func (c *conv) deliver(s *stream, f []byte, seq uint64) {
+	if seq <= s.info.LastSeq {
+		return // already delivered
+	}
+	if seq != s.info.LastSeq+1 {
+		c.hold(s, f, seq)
+		return
+	}
+	c.apply(s, f, seq)
+	for len(s.held) > 0 && s.held[0].seq <= s.info.LastSeq+1 {
+		e := s.held[0]
+		s.held = s.held[1:]
+		if e.seq == s.info.LastSeq+1 {
+			c.apply(s, e.frame, e.seq)
+		}
+	}
+	if len(s.held) == 0 {
+		s.held = nil
+	}
+	if s.leaveAt != 0 && s.info.LastSeq >= s.leaveAt {
+		c.finishLeave(s)
+	}
+}
+
+func (c *conv) hold(s *stream, f []byte, seq uint64) {
+	i := sort.Search(len(s.held), func(i int) bool { return s.held[i].seq >= seq })
+	if i < len(s.held) && s.held[i].seq == seq {
+		return
+	}
+	if len(s.held) >= maxHeld {
+		return
+	}
+	s.held = append(s.held, heldEvent{})
+	copy(s.held[i+1:], s.held[i:])
+	s.held[i] = heldEvent{f, seq}
+	c.startRepair(s)
+}
+
+// apply delivers an in-order event to the stream's readers; c.mu is held.
+func (c *conv) apply(s *stream, f []byte, seq uint64) {
+	s.info.LastSeq = seq
+	if frame.KindOf(f) == frame.KindMetadata {
+		if md, ok := frame.Member(f, "metadata"); ok {
+			s.info.Metadata = string(md)
+		}
+	}
+	for _, r := range s.readers {
+		if r.own == s && seq <= r.ownFrom {
+			continue
+		}
+		r.enqueue(Item{Frame: f, Stream: s, Seq: seq})
+	}
+}
+
+// startRepair reads a gap back from JetStream once it has lasted
+// repairWait; c.mu is held.
+func (c *conv) startRepair(s *stream) {
+	if s.repairing || c.stopped {
+		return
+	}
+	s.repairing = true
+	c.hub.wg.Add(1)
+	go func() {
+		defer c.hub.wg.Done()
+		c.repair(s)
+	}()
+}
+
+func (c *conv) repair(s *stream) {
+	time.Sleep(repairWait) // a grace for reordered events, not synchronisation
+	c.mu.Lock()
+	from := s.info.LastSeq + 1
+	var to uint64
+	switch {
+	case len(s.held) > 0:
+		to = s.held[0].seq - 1
+	case s.leaveAt != 0:
+		to = s.leaveAt
+	}
+	if to < from || !s.announced {
+		s.repairing = false
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+
+	type ev struct {
+		f   []byte
+		seq uint64
+	}
+	var got []ev
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	errStop := errors.New("stop")
+	_, err := c.hub.plane.Replay(ctx, s.subj, from, func(f []byte, seq uint64) error {
+		if seq > to {
+			return errStop
+		}
+		got = append(got, ev{f, seq})
+		return nil
+	})
+	cancel()
+	if err != nil && !errors.Is(err, errStop) {
+		c.hub.log.Warn("stream gap repair failed", "conversation_id", c.id, "stream_id", s.info.ID, "err", err)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.repairing = false
+	if !s.announced {
+		return
+	}
+	for _, e := range got {
+		c.deliver(s, e.f, e.seq)
+	}
+	// What JetStream no longer has is lost to live readers (live delivery
+	// is at most once; a cursor resume reports the gap). Skip over it.
+	if len(s.held) > 0 && s.held[0].seq > s.info.LastSeq+1 {
+		c.hub.log.Warn("stream gap skipped", "conversation_id", c.id, "stream_id", s.info.ID,
+			"from", s.info.LastSeq+1, "to", s.held[0].seq-1)
+		s.info.LastSeq = s.held[0].seq - 1
+		e := s.held[0]
+		s.held = s.held[1:]
+		c.deliver(s, e.frame, e.seq)
+	}
+	if len(s.held) > 0 && s.held[0].seq > s.info.LastSeq+1 {
+		c.startRepair(s)
+	}
+}
+
+// onRecord applies a presence record; c.mu is held.
+func (c *conv) onRecord(rec presence.Record, rev uint64) {
+	h := c.hub
+	s := c.streams[rec.StreamID]
+	order := rec.Order
+	if order == 0 {
+		order = rev
+	}
+	switch rec.State {
+	case presence.Live:
+		if s != nil && s.leaveAt != 0 {
+			c.finishLeave(s) // a rejoin overtook the leave's last events
+			s = nil
+		}
+		if s == nil {
+			s = c.newStream(rec.StreamID)
+			c.streams[rec.StreamID] = s
+		}
+		s.gateway, s.epoch, s.linkID = rec.Gateway, rec.Epoch, rec.LinkID
+		if s.orphan != nil && h.live.Alive(rec.Gateway) {
+			s.orphan.Stop()
+			s.orphan = nil
+		}
+		if !s.announced {
+			s.order = order
+			s.info.Name, s.info.Owner = rec.Name, rec.Owner
+			s.info.Metadata, s.info.PeerIdentity = rec.Metadata, rec.PeerIdentity
+			s.info.LastSeq = max(s.info.LastSeq, rec.LastSeq)
+			c.announce(s)
+		} else {
+			s.order = order
+			s.info.PeerIdentity = rec.PeerIdentity
+			if rec.LastSeq >= s.info.LastSeq {
+				s.info.Metadata = rec.Metadata
+			}
+		}
+		if gone, isGone := h.live.GoneSince(rec.Gateway); isGone {
+			c.scheduleOrphan(s, gone)
+		}
+		// Taken over elsewhere while we still hold it: let go.
+		if rec.Gateway != h.cfg.Gateway {
+			if old, _, held := s.giveUp(rec.Epoch); held && old != nil {
+				old.displaced = true
+				go old.closeWith(errDisplaced.Code)
+			}
+		}
+	case presence.Left:
+		if s == nil || !s.announced {
+			return
+		}
+		if s.isLocal() && rec.Gateway != h.cfg.Gateway {
+			// Another gateway declared this one gone: the client should
+			// reconnect and resume.
+			s.wmu.Lock()
+			old := s.writer
+			if s.local {
+				c.hub.metrics.streams(-1)
+			}
+			s.writer, s.local = nil, false
+			s.wmu.Unlock()
+			if old != nil {
+				go old.closeWith(goingAway)
+			}
+		}
+		c.beginLeave(s, rec.LastSeq)
+	}
+}
+
+// announce makes a stream live here: every other local connection gets
+// stream_joined and, if its read set includes the stream, becomes a reader.
+// Events that arrived first are delivered after. c.mu is held.
+func (c *conv) announce(s *stream) {
+	s.announced = true
+	f := frame.AppendStreamJoined(nil, &s.info)
+	for conn := range c.conns {
+		if conn.own != s {
+			conn.enqueue(Item{Frame: f})
+		}
+		if conn.wantsRead(s) {
+			c.register(conn, s)
+		}
+	}
+	if p := c.pending[s.info.ID]; len(p) > 0 {
+		delete(c.pending, s.info.ID)
+		sort.Slice(p, func(i, j int) bool { return p[i].seq < p[j].seq })
+		for _, e := range p {
+			c.deliver(s, e.frame, e.seq)
+		}
+	}
+}
+
+// beginLeave ends a stream once its final seq is delivered (or after
+// leaveWait); c.mu is held.
+func (c *conv) beginLeave(s *stream, final uint64) {
+	if s.info.LastSeq >= final {
+		c.finishLeave(s)
+		return
+	}
+	if s.leaveAt != 0 {
+		return
+	}
+	s.leaveAt = final
+	c.startRepair(s)
+	s.leaveTimer = time.AfterFunc(leaveWait, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if s.leaveAt != 0 {
+			c.finishLeave(s)
+		}
+	})
+}
+
+// finishLeave announces stream_left to every other local connection and
+// forgets the stream; c.mu is held.
+func (c *conv) finishLeave(s *stream) {
+	if !s.announced {
+		return
+	}
+	s.announced = false
+	s.leaveAt = 0
+	if s.leaveTimer != nil {
+		s.leaveTimer.Stop()
+		s.leaveTimer = nil
+	}
+	if s.orphan != nil {
+		s.orphan.Stop()
+		s.orphan = nil
+	}
+	s.held = nil
+	f := frame.AppendStreamLeft(nil, &s.info)
+	for conn := range c.conns {
+		if conn.own != s {
+			conn.enqueue(Item{Frame: f})
+		}
+	}
+	for _, r := range s.readers {
+		delete(r.reads, s)
+	}
+	s.readers = nil
+	if c.streams[s.info.ID] == s {
+		delete(c.streams, s.info.ID)
+	}
+	delete(c.pending, s.info.ID)
+}
+
+// scheduleOrphan leaves a stream whose gateway is gone once the grace since
+// its last sign of life runs out, unless another gateway takes it over
+// first. c.mu is held.
+func (c *conv) scheduleOrphan(s *stream, since time.Time) {
+	if s.orphan != nil || c.stopped {
+		return
+	}
+	gw, epoch := s.gateway, s.epoch
+	wait := time.Until(since.Add(c.hub.cfg.Grace))
+	s.orphan = time.AfterFunc(max(wait, 0), func() {
+		c.mu.Lock()
+		still := s.announced && s.gateway == gw && s.epoch == epoch
+		last := s.info.LastSeq
+		c.mu.Unlock()
+		if !still {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		final := c.hub.markLeft(ctx, s, gw, epoch, last)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if s.announced && s.gateway == gw && s.epoch == epoch {
+			c.beginLeave(s, final)
+		}
+	})
+}
+
+// peers lists the announced streams in join order, except one; c.mu is
+// held.
+func (c *conv) peers(except *stream) []StreamInfo {
+	list := make([]*stream, 0, len(c.streams))
+	for _, s := range c.streams {
+		if s.announced && s != except {
+			list = append(list, s)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].order < list[j].order })
+	out := make([]StreamInfo, len(list))
+	for i, s := range list {
+		out[i] = StreamInfo{ID: s.info.ID, Name: s.info.Name, Owner: s.info.Owner,
+			Metadata: s.info.Metadata, PeerIdentity: s.info.PeerIdentity, LastSeq: s.info.LastSeq}
+	}
+	return out
+}
+
+func (c *conv) sweepPending() {
+	now := time.Now()
+	for id, p := range c.pending {
+		if len(p) > 0 && now.Sub(p[len(p)-1].at) > pendingTTL {
+			delete(c.pending, id)
+		}
+	}
+}
+
+// register makes conn a reader of s; c.mu is held.
+func (c *conv) register(conn *Conn, s *stream) {
+	if _, ok := conn.reads[s]; ok {
+		return
+	}
+	conn.reads[s] = struct{}{}
+	readers := make([]*Conn, len(s.readers), len(s.readers)+1)
+	copy(readers, s.readers)
+	s.readers = append(readers, conn)
+}
+
+// unregister removes conn from the readers of s; c.mu is held.
+func (c *conv) unregister(conn *Conn, s *stream) {
+	if _, ok := conn.reads[s]; !ok {
+		return
+	}
+	delete(conn.reads, s)
+	readers := make([]*Conn, 0, len(s.readers))
+	for _, r := range s.readers {
+		if r != conn {
+			readers = append(readers, r)
+		}
+	}
+	s.readers = readers
+}
+
+// wantsRead is the read-set rule of spec 4.5 and 5.2; c.mu is held.
+func (conn *Conn) wantsRead(s *stream) bool {
+	if s == conn.own && !conn.selfSub {
+		return false
+	}
+	return conn.filter.match(s)
+}

@@ -1,0 +1,521 @@
+// Package hub is the stream plane of one gateway: the conversations this
+// replica serves, their streams, and the connections reading and writing
+// them, kept consistent with every other replica through NATS.
+//
+// # Delivery
+//
+// A gateway holds one NATS subscription per conversation it serves
+// (ams.tok.<C>.*) and fans each event out in-process to the local
+// connections registered as readers of its stream. Registration is the
+// exclusion: a connection is a reader of exactly the streams in its read
+// set (spec 4.5), so no delivery is ever filtered. The event's payload is
+// the frame readers receive, shared by all of them.
+//
+// Per stream, a gateway delivers seqs in order with no duplicate: an event
+// at or below the stream's delivered seq is dropped, an event beyond the
+// next one is held while the gap is read back from JetStream. Membership
+// follows the presence records (package presence): a stream's events are
+// held until its record announces it, and its stream_left waits for the
+// final seq its record names.
+//
+// # Writers
+//
+// The gateway holding a stream assigns its seqs and publishes its events.
+// Holding changes hands by compare-and-set on the record with a higher
+// epoch; the new holder asks the old one (a NATS request to its handoff
+// subject) to stop and report its last seq before continuing.
+//
+// # Locks and goroutines
+//
+// Lock order: Hub.mu, then conv.mu, then stream.wmu, then Conn.qmu. No
+// lock is held across network I/O except stream.wmu around a publish,
+// which only buffers. Each served conversation has a NATS subscription
+// callback goroutine (events) and a watch goroutine (records), both
+// stopped when its last local connection and held stream are gone.
+// Transports own their connection goroutines; the hub never blocks them:
+// enqueue is non-blocking and an overflowing connection is closed 4290.
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/amsrouter/ams/services/gateway/internal/admission"
+	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
+	"github.com/amsrouter/ams/services/gateway/internal/metrics"
+	"github.com/amsrouter/ams/services/gateway/internal/presence"
+	"github.com/amsrouter/ams/services/gateway/internal/subject"
+	"github.com/amsrouter/ams/services/internal/ids"
+	"github.com/amsrouter/ams/services/internal/wireerr"
+)
+
+// Config configures the hub.
+type Config struct {
+	// Gateway is this replica's name (presence, handoff subject).
+	Gateway string
+	// QueueFrames and QueueBytes bound each connection's outbound queue
+	// (spec 4.5: 1024 frames or 8 MiB).
+	QueueFrames int
+	QueueBytes  int
+	// Grace is how long a stream whose connection was lost stays present
+	// (spec 4.5: 10 s).
+	Grace time.Duration
+	// Heartbeat and DeadAfter time gateway liveness.
+	Heartbeat time.Duration
+	DeadAfter time.Duration
+	// Checkpoint is how often held streams' last seqs are written to their
+	// records.
+	Checkpoint time.Duration
+	// Caps of spec 4.2 and 4.7.
+	MaxStreamsPerAccount      int
+	MaxStreamsPerConversation int
+	MaxObservers              int
+}
+
+func (c *Config) defaults() {
+	set := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setD := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	set(&c.QueueFrames, 1024)
+	set(&c.QueueBytes, 8<<20)
+	set(&c.MaxStreamsPerAccount, 10)
+	set(&c.MaxStreamsPerConversation, 100)
+	set(&c.MaxObservers, 1000)
+	setD(&c.Grace, 10*time.Second)
+	setD(&c.Heartbeat, 2*time.Second)
+	setD(&c.DeadAfter, 10*time.Second)
+	setD(&c.Checkpoint, 2*time.Second)
+}
+
+// Hub is the stream plane of one gateway.
+type Hub struct {
+	cfg     Config
+	log     *slog.Logger
+	plane   *dataplane.Plane
+	deriver *ids.Deriver
+	metrics hubMetrics
+	live    *presence.Liveness
+
+	mu    sync.Mutex
+	convs map[string]*conv
+
+	nextConn atomic.Uint64
+	handoff  *nats.Subscription
+	draining atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// New returns a hub over the data plane. Run must be called to serve.
+func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Metrics, log *slog.Logger) (*Hub, error) {
+	cfg.defaults()
+	if !subject.ValidGatewayName(cfg.Gateway) {
+		return nil, fmt.Errorf("gateway name %q: letters, digits, - and _ only", cfg.Gateway)
+	}
+	h := &Hub{
+		cfg: cfg, log: log, plane: plane, deriver: deriver, metrics: hubMetrics{m},
+		convs: map[string]*conv{},
+	}
+	h.live = presence.NewLiveness(plane.Gateways, cfg.Gateway, cfg.Heartbeat, cfg.DeadAfter, log)
+	h.live.OnGone(h.gatewayGone)
+	subj, err := subject.Handoff(cfg.Gateway)
+	if err != nil {
+		return nil, err
+	}
+	h.handoff, err = plane.Conn().Subscribe(subj, h.onHandoff)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe handoff: %w", err)
+	}
+	return h, nil
+}
+
+// Retention returns the effective retention bounds for `joined`.
+func (h *Hub) Retention() (maxAgeMs, maxEvents int64) {
+	c := h.plane.Config()
+	return c.MaxAge.Milliseconds(), c.MaxEvents
+}
+
+// Run heartbeats, watches gateway liveness and checkpoints held streams
+// until ctx is done.
+func (h *Hub) Run(ctx context.Context) error {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.checkpointLoop(ctx)
+	}()
+	err := h.live.Run(ctx)
+	h.stopAll()
+	h.wg.Wait()
+	return err
+}
+
+// stopAll stops serving every conversation, grace periods included: the
+// gateway is going away and the others take over its streams.
+func (h *Hub) stopAll() {
+	h.mu.Lock()
+	convs := h.convs
+	h.convs = map[string]*conv{}
+	h.mu.Unlock()
+	for _, c := range convs {
+		c.mu.Lock()
+		for _, s := range c.streams {
+			s.wmu.Lock()
+			if s.graceTimer != nil {
+				s.graceTimer.Stop()
+				s.graceTimer = nil
+			}
+			s.wmu.Unlock()
+		}
+		c.mu.Unlock()
+		c.stop()
+	}
+}
+
+// Drain closes every local connection with 1001 going_away, so clients
+// reconnect to another replica, and signs this gateway off so the others
+// start the grace of its streams at once. New joins are refused.
+func (h *Hub) Drain(ctx context.Context) {
+	h.draining.Store(true)
+	h.mu.Lock()
+	var conns []*Conn
+	for _, c := range h.convs {
+		c.mu.Lock()
+		for conn := range c.conns {
+			conns = append(conns, conn)
+		}
+		c.mu.Unlock()
+	}
+	h.mu.Unlock()
+	for _, conn := range conns {
+		conn.closeWith(wireerr.GoingAway)
+	}
+	_ = h.checkpointAll(ctx)
+	_ = h.plane.Flush(ctx)
+	if err := h.live.SignOff(ctx); err != nil {
+		h.log.Warn("gateway sign-off failed", "err", err)
+	}
+	if h.handoff != nil {
+		_ = h.handoff.Unsubscribe()
+	}
+}
+
+// CloseLink closes every local connection admitted by a revoked link with
+// 4001 link_revoked.
+func (h *Hub) CloseLink(linkID string) {
+	h.mu.Lock()
+	var conns []*Conn
+	for _, c := range h.convs {
+		c.mu.Lock()
+		for conn := range c.conns {
+			if conn.linkID == linkID {
+				conns = append(conns, conn)
+			}
+		}
+		c.mu.Unlock()
+	}
+	h.mu.Unlock()
+	for _, conn := range conns {
+		go conn.closeWith(wireerr.LinkRevoked)
+	}
+}
+
+// LiveStreams lists a conversation's live streams in join order, for
+// inspect. It reads the presence records, so it answers for conversations
+// this gateway does not serve.
+func (h *Hub) LiveStreams(ctx context.Context, conversationID string) ([]StreamInfo, error) {
+	h.mu.Lock()
+	c := h.convs[conversationID]
+	h.mu.Unlock()
+	if c != nil {
+		select {
+		case <-c.ready:
+			if c.readyErr == nil {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return c.peers(nil), nil
+			}
+		default:
+		}
+	}
+	filter, err := subject.PresenceFilter(conversationID)
+	if err != nil {
+		return nil, err
+	}
+	lister, err := h.plane.Presence.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	type entry struct {
+		rec   presence.Record
+		order uint64
+	}
+	var out []entry
+	for key := range lister.Keys() {
+		rec, rev, ok, err := presence.Get(ctx, h.plane.Presence, key)
+		if err != nil || !ok || rec.State != presence.Live {
+			continue
+		}
+		if gone, isGone := h.live.GoneSince(rec.Gateway); isGone && time.Since(gone) > h.cfg.Grace {
+			continue
+		}
+		if rec.LastSeq, err = h.lastSeq(ctx, conversationID, rec.StreamID, rec.LastSeq); err != nil {
+			return nil, err
+		}
+		o := rec.Order
+		if o == 0 {
+			o = rev
+		}
+		out = append(out, entry{rec, o})
+	}
+	sortBy(out, func(e entry) uint64 { return e.order })
+	infos := make([]StreamInfo, len(out))
+	for i, e := range out {
+		infos[i] = StreamInfo{ID: e.rec.StreamID, Name: e.rec.Name, Owner: e.rec.Owner,
+			Metadata: e.rec.Metadata, PeerIdentity: e.rec.PeerIdentity, LastSeq: e.rec.LastSeq}
+	}
+	return infos, nil
+}
+
+// StreamInfo describes a live stream.
+type StreamInfo struct {
+	ID, Name, Owner, Metadata, PeerIdentity string
+	LastSeq                                 uint64
+}
+
+// lastSeq is the larger of a known seq and the newest retained event's.
+func (h *Hub) lastSeq(ctx context.Context, conversationID, streamID string, known uint64) (uint64, error) {
+	subj, err := subject.Event(conversationID, streamID)
+	if err != nil {
+		return 0, err
+	}
+	js, err := h.plane.LastSeq(ctx, subj)
+	if err != nil {
+		return 0, fmt.Errorf("read last event: %w", err)
+	}
+	return max(js, known), nil
+}
+
+// acquire returns the served state of a conversation, loading it first.
+// Every acquire is paired with a release.
+func (h *Hub) acquire(ctx context.Context, info *admission.Conversation) (*conv, error) {
+	h.mu.Lock()
+	c := h.convs[info.ID]
+	if c == nil {
+		c = newConv(h, info)
+		h.convs[info.ID] = c
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			c.start()
+		}()
+	}
+	c.refs++
+	h.mu.Unlock()
+	select {
+	case <-c.ready:
+	case <-ctx.Done():
+		h.release(c)
+		return nil, ctx.Err()
+	}
+	if c.readyErr != nil {
+		h.release(c)
+		return nil, c.readyErr
+	}
+	return c, nil
+}
+
+// release drops a reference; the last one stops serving the conversation.
+func (h *Hub) release(c *conv) {
+	h.mu.Lock()
+	c.refs--
+	last := c.refs == 0
+	if last && h.convs[c.id] == c {
+		delete(h.convs, c.id)
+	}
+	h.mu.Unlock()
+	if last {
+		c.stop()
+	}
+}
+
+// handoffRequest asks a holder to give a stream up.
+type handoffRequest struct {
+	Conversation string `json:"conv"`
+	Stream       string `json:"stream"`
+	Epoch        uint64 `json:"epoch"`
+}
+
+type handoffReply struct {
+	LastSeq uint64 `json:"last_seq"`
+	Held    bool   `json:"held"`
+}
+
+// onHandoff gives up a stream another gateway took over: the local
+// connection is closed 4001 stream_displaced, its later input discarded,
+// what it published flushed, and the last seq reported.
+func (h *Hub) onHandoff(m *nats.Msg) {
+	var req handoffRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		return
+	}
+	h.mu.Lock()
+	c := h.convs[req.Conversation]
+	h.mu.Unlock()
+	var reply handoffReply
+	if c != nil {
+		c.mu.Lock()
+		s := c.streams[req.Stream]
+		c.mu.Unlock()
+		if s != nil {
+			old, last, held := s.giveUp(req.Epoch)
+			reply = handoffReply{LastSeq: last, Held: held}
+			if old != nil {
+				old.displaced = true
+				go old.closeWith(wireerr.StreamDisplaced)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = h.plane.Flush(ctx)
+	cancel()
+	b, _ := json.Marshal(reply)
+	_ = m.Respond(b)
+}
+
+// requestHandoff asks gateway gw to give the stream up; ok is false when it
+// did not answer (it may be dead).
+func (h *Hub) requestHandoff(ctx context.Context, gw, conversationID, streamID string, epoch uint64) (handoffReply, bool) {
+	subj, err := subject.Handoff(gw)
+	if err != nil {
+		return handoffReply{}, false
+	}
+	b, _ := json.Marshal(handoffRequest{Conversation: conversationID, Stream: streamID, Epoch: epoch})
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	m, err := h.plane.Conn().RequestWithContext(ctx, subj, b)
+	if err != nil {
+		return handoffReply{}, false
+	}
+	var r handoffReply
+	if json.Unmarshal(m.Data, &r) != nil {
+		return handoffReply{}, false
+	}
+	return r, true
+}
+
+// gatewayGone starts the grace of every stream the gone gateway held in
+// the conversations served here.
+func (h *Hub) gatewayGone(gw string, since time.Time) {
+	h.log.Info("gateway gone", "gateway", gw)
+	h.mu.Lock()
+	convs := make([]*conv, 0, len(h.convs))
+	for _, c := range h.convs {
+		convs = append(convs, c)
+	}
+	h.mu.Unlock()
+	for _, c := range convs {
+		c.mu.Lock()
+		for _, s := range c.streams {
+			if s.gateway == gw && s.announced {
+				c.scheduleOrphan(s, since)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// checkpointLoop writes held streams' last seqs to their records.
+func (h *Hub) checkpointLoop(ctx context.Context) {
+	t := time.NewTicker(h.cfg.Checkpoint)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cctx, cancel := context.WithTimeout(ctx, h.cfg.Checkpoint)
+			_ = h.checkpointAll(cctx)
+			cancel()
+		}
+	}
+}
+
+func (h *Hub) checkpointAll(ctx context.Context) error {
+	h.mu.Lock()
+	var held []*stream
+	for _, c := range h.convs {
+		c.mu.Lock()
+		for _, s := range c.streams {
+			if s.isLocal() {
+				held = append(held, s)
+			}
+		}
+		c.mu.Unlock()
+	}
+	h.mu.Unlock()
+	var errs []error
+	for _, s := range held {
+		if err := s.checkpoint(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hubMetrics wraps the gateway metrics; nil-safe for tests.
+type hubMetrics struct{ m *metrics.Metrics }
+
+func (m hubMetrics) slowConsumer() {}
+
+func (m hubMetrics) closed(code int) {
+	if m.m != nil && code != 0 {
+		m.m.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
+	}
+}
+
+func (m hubMetrics) conn(transport string, delta float64) {
+	if m.m != nil {
+		m.m.Connections.WithLabelValues(transport).Add(delta)
+	}
+}
+
+func (m hubMetrics) streams(delta float64) {
+	if m.m != nil {
+		m.m.StreamsLive.Add(delta)
+	}
+}
+
+func (m hubMetrics) frameIn(t string) {
+	if m.m != nil {
+		m.m.FramesIn.WithLabelValues(t).Inc()
+	}
+}
+
+func (m hubMetrics) replay(n int) {
+	if m.m != nil {
+		m.m.ReplayFrames.Add(float64(n))
+	}
+}
+
+func sortBy[T any](s []T, key func(T) uint64) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && key(s[j]) < key(s[j-1]); j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}

@@ -1,0 +1,440 @@
+package hub
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/amsrouter/ams/services/gateway/internal/admission"
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
+	"github.com/amsrouter/ams/services/gateway/internal/presence"
+	"github.com/amsrouter/ams/services/internal/wireerr"
+)
+
+var goingAway = wireerr.GoingAway
+
+// JoinRequest is a validated connect request (spec 4.1, 4.2 checks 1–7
+// already passed).
+type JoinRequest struct {
+	Conversation *admission.Conversation
+	LinkID       string
+	// AccountID is the authenticated account; "" only for an observer
+	// without a credential.
+	AccountID string
+	Observer  bool
+	// StreamName is the stream to own (writers); already defaulted.
+	StreamName string
+	// Metadata is the metadata header's object text; MetadataSet is false
+	// when no header was given (a resume then keeps the metadata).
+	Metadata    string
+	MetadataSet bool
+	// PeerIdentity is the identity object text, "" if none.
+	PeerIdentity  string
+	SelfSubscribe bool
+	// Filter is the read filter; FilterSet false means all streams.
+	Filter    []string
+	FilterSet bool
+	Batch     bool
+	Transport string
+}
+
+// Join attaches a connection (spec 4.2 checks 8–10 and 4.5): it owns its
+// stream, by a fresh join or by displacing the same account's connection
+// of the same name on any replica, and it is queued `joined` followed by
+// the events of its read set. Errors are *wireerr.Error close codes.
+func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, error) {
+	if h.draining.Load() {
+		return nil, wireerr.New(wireerr.GoingAway, "gateway is draining")
+	}
+	c, err := h.acquire(ctx, req.Conversation)
+	if err != nil {
+		return nil, err
+	}
+	conn := &Conn{
+		id: h.nextConn.Add(1), conv: c, sink: sink, transport: req.Transport,
+		accountID: req.AccountID, linkID: req.LinkID, observer: req.Observer, batch: req.Batch,
+		selfSub: req.SelfSubscribe, reads: map[*stream]struct{}{},
+		maxFrames: h.cfg.QueueFrames, maxBytes: h.cfg.QueueBytes,
+	}
+	if req.FilterSet {
+		conn.filter = newFilter(req.Filter)
+	}
+	if req.Observer {
+		err = h.joinObserver(c, conn)
+	} else {
+		err = h.joinWriter(ctx, c, conn, req)
+	}
+	if err != nil {
+		h.release(c)
+		return nil, err
+	}
+	h.metrics.conn(req.Transport, 1)
+	return conn, nil
+}
+
+func (h *Hub) joinObserver(c *conv, conn *Conn) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.observers >= h.cfg.MaxObservers {
+		return wireerr.New(wireerr.ObserversFull, "this conversation has its maximum of observers")
+	}
+	c.observers++
+	c.attach(conn, nil, 0, false)
+	return nil
+}
+
+// attach queues `joined` and registers conn as a reader of its read set,
+// atomically with respect to every event; c.mu is held.
+func (c *conv) attach(conn *Conn, own *frame.Stream, ownLast uint64, resumed bool) {
+	maxAge, maxEvents := c.hub.Retention()
+	j := frame.Joined{
+		ConversationID: c.id,
+		Own:            own,
+		SelfSubscribe:  conn.selfSub,
+		Resumed:        resumed,
+		AccountID:      conn.accountID,
+		MaxAgeMs:       maxAge,
+		MaxEvents:      maxEvents,
+		Observer:       conn.observer,
+	}
+	for _, p := range c.peers(conn.own) {
+		j.Peers = append(j.Peers, frame.Stream{ID: p.ID, Name: p.Name, Owner: p.Owner,
+			Metadata: p.Metadata, PeerIdentity: p.PeerIdentity, LastSeq: p.LastSeq})
+	}
+	if conn.filter != nil {
+		j.Subscription = conn.filter.items
+		j.SubscribedStreams = c.subscribed(conn)
+	}
+	conn.enqueue(Item{Frame: frame.AppendJoined(nil, &j)})
+	conn.ownFrom = ownLast
+	c.conns[conn] = struct{}{}
+	for _, s := range c.streams {
+		if s.announced && conn.wantsRead(s) {
+			c.register(conn, s)
+		}
+	}
+}
+
+// subscribed lists the live stream ids in conn's read set; c.mu is held.
+func (c *conv) subscribed(conn *Conn) []string {
+	out := []string{}
+	for _, p := range c.peers(nil) {
+		if s := c.streams[p.ID]; s != nil && conn.wantsRead(s) {
+			out = append(out, p.ID)
+		}
+	}
+	return out
+}
+
+func isAnonymous(accountID string) bool { return strings.HasPrefix(accountID, "acc_anon_") }
+
+func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinRequest) error {
+	sid := h.deriver.StreamID(c.id, req.AccountID, req.StreamName)
+	probe := c.newStream(sid)
+	for attempt := 0; ; attempt++ {
+		if attempt == 5 {
+			return wireerr.New(wireerr.Internal, "stream record kept changing")
+		}
+		if err := c.admit(sid, req); err != nil {
+			return err
+		}
+		rec, rev, exists, err := presence.Get(ctx, h.plane.Presence, probe.key)
+		if err != nil {
+			return wireerr.New(wireerr.Internal, "read stream record")
+		}
+		resumed := exists && rec.State == presence.Live && h.withinGrace(rec.Gateway)
+		last, err := h.lastSeq(ctx, c.id, sid, rec.LastSeq)
+		if err != nil {
+			return wireerr.New(wireerr.Internal, "read stream history")
+		}
+		next := presence.Record{
+			StreamID: sid, Name: req.StreamName, Owner: req.AccountID,
+			Metadata: req.Metadata, PeerIdentity: req.PeerIdentity,
+			Gateway: h.cfg.Gateway, Epoch: rec.Epoch + 1, State: presence.Live,
+			LastSeq: last, LinkID: req.LinkID,
+		}
+		if !req.MetadataSet {
+			next.Metadata = "{}"
+			if resumed {
+				next.Metadata = rec.Metadata
+			}
+		}
+		if resumed {
+			next.Order = rec.Order
+			if next.Order == 0 {
+				next.Order = rev
+			}
+		}
+		newRev, err := presence.Put(ctx, h.plane.Presence, probe.key, &next, rev)
+		if err == presence.ErrConflict {
+			continue
+		}
+		if err != nil {
+			return wireerr.New(wireerr.Internal, "write stream record")
+		}
+		if next.Order == 0 {
+			next.Order = newRev
+		}
+		if resumed {
+			last = max(last, h.takeOver(ctx, c, sid, rec.Gateway, next.Epoch))
+		}
+		c.mu.Lock()
+		s := c.streams[sid]
+		if s == nil {
+			s = probe
+			c.streams[sid] = s
+		}
+		s.wmu.Lock()
+		if !s.local {
+			h.metrics.streams(1)
+		}
+		s.local, s.writer, s.myEpoch, s.nextSeq = true, conn, next.Epoch, last+1
+		s.wire = frame.Stream{ID: sid, Name: req.StreamName, Owner: req.AccountID, PeerIdentity: req.PeerIdentity, Metadata: next.Metadata}
+		s.wmu.Unlock()
+		s.recMu.Lock()
+		s.rec, s.recRev, s.checkpointed = next, newRev, last
+		s.recMu.Unlock()
+		s.gateway, s.epoch, s.linkID = h.cfg.Gateway, next.Epoch, req.LinkID
+		conn.own = s
+		if !s.announced {
+			s.order = next.Order
+			s.info = frame.Stream{ID: sid, Name: req.StreamName, Owner: req.AccountID,
+				Metadata: next.Metadata, PeerIdentity: req.PeerIdentity, LastSeq: max(s.info.LastSeq, last)}
+			c.announce(s)
+		} else {
+			s.info.PeerIdentity = req.PeerIdentity
+		}
+		own := frame.Stream{ID: sid, Name: req.StreamName, Owner: req.AccountID, Metadata: next.Metadata,
+			PeerIdentity: req.PeerIdentity, LastSeq: last}
+		c.attach(conn, &own, last, resumed)
+		c.mu.Unlock()
+		if resumed && req.MetadataSet && req.Metadata != rec.Metadata {
+			if _, _, err := s.setMetadata(ctx, conn, req.Metadata); err != nil {
+				h.log.Warn("resume metadata not recorded", "stream_id", sid, "err", err)
+			}
+		}
+		return nil
+	}
+}
+
+// admit applies checks 8–10 of spec 4.2 against the streams live here.
+func (c *conv) admit(sid string, req JoinRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.streams[sid]; s != nil && s.announced {
+		return nil // same account and name: a resume, not counted
+	}
+	var mine, all int
+	for _, s := range c.streams {
+		if !s.announced {
+			continue
+		}
+		all++
+		if s.info.Owner == req.AccountID {
+			mine++
+		}
+		if s.info.Name == req.StreamName && s.info.Owner != req.AccountID {
+			return wireerr.New(wireerr.StreamNameOwnerConflict, "another account streams under this name")
+		}
+	}
+	if !isAnonymous(req.AccountID) && mine >= c.hub.cfg.MaxStreamsPerAccount {
+		return wireerr.New(wireerr.StreamLimitExceeded, "this account has its maximum of live streams here")
+	}
+	if all >= c.hub.cfg.MaxStreamsPerConversation {
+		return wireerr.New(wireerr.ConversationFull, "this conversation has its maximum of live streams")
+	}
+	return nil
+}
+
+// withinGrace reports whether a record held by gw is still live: its
+// gateway is alive, or gone for less than the grace.
+func (h *Hub) withinGrace(gw string) bool {
+	since, gone := h.live.GoneSince(gw)
+	return !gone || time.Since(since) < h.cfg.Grace
+}
+
+// takeOver makes the previous holder (this or another gateway) give the
+// stream up and returns the last seq it published.
+func (h *Hub) takeOver(ctx context.Context, c *conv, sid, gw string, epoch uint64) uint64 {
+	if gw == h.cfg.Gateway {
+		c.mu.Lock()
+		s := c.streams[sid]
+		c.mu.Unlock()
+		if s == nil {
+			return 0
+		}
+		old, last, _ := s.giveUp(epoch)
+		if old != nil {
+			old.displaced = true
+			old.closeWith(wireerr.StreamDisplaced)
+		}
+		return last
+	}
+	if reply, ok := h.requestHandoff(ctx, gw, c.id, sid, epoch); ok && reply.Held {
+		return reply.LastSeq
+	}
+	// No answer: what it published is in JetStream.
+	last, _ := h.lastSeq(ctx, c.id, sid, 0)
+	return last
+}
+
+// markLeft writes a gone gateway's stream as left, if its record still
+// names that holder, and returns the final seq.
+func (h *Hub) markLeft(ctx context.Context, s *stream, gw string, epoch, known uint64) uint64 {
+	final := known
+	for attempt := 0; attempt < 3; attempt++ {
+		rec, rev, ok, err := presence.Get(ctx, h.plane.Presence, s.key)
+		if err != nil || !ok || rec.State != presence.Live || rec.Gateway != gw || rec.Epoch != epoch {
+			return final
+		}
+		if js, err := h.lastSeq(ctx, s.conv.id, s.info.ID, rec.LastSeq); err == nil {
+			final = max(final, js)
+		}
+		rec.State, rec.LastSeq = presence.Left, final
+		if _, err := presence.Put(ctx, h.plane.Presence, s.key, &rec, rev); err != presence.ErrConflict {
+			return final
+		}
+	}
+	return final
+}
+
+// detach forgets a closed connection. A writer's stream leaves, unless the
+// connection was displaced.
+func (h *Hub) detach(conn *Conn, code wireerr.Code) {
+	c := conn.conv
+	s, ok := h.unlink(conn)
+	if !ok {
+		return
+	}
+	if s != nil && !conn.displaced && code.Name != wireerr.StreamDisplaced.Name {
+		s.wmu.Lock()
+		mine := s.writer == conn
+		if mine {
+			s.writer = nil
+		}
+		s.wmu.Unlock()
+		if mine {
+			h.leave(c, s)
+		}
+	}
+	h.release(c)
+}
+
+// detachLost forgets a connection lost without a close handshake: its
+// stream stays present for the grace period, so the same account and name
+// can resume it on any replica.
+func (h *Hub) detachLost(conn *Conn) {
+	c := conn.conv
+	s, ok := h.unlink(conn)
+	if !ok {
+		return
+	}
+	if s != nil && !conn.displaced {
+		s.wmu.Lock()
+		if s.writer == conn {
+			s.writer = nil
+			h.mu.Lock()
+			c.refs++ // the grace keeps the conversation served
+			h.mu.Unlock()
+			epoch := s.myEpoch
+			s.graceTimer = time.AfterFunc(h.cfg.Grace, func() {
+				s.wmu.Lock()
+				expired := s.local && s.writer == nil && s.myEpoch == epoch && s.graceTimer != nil
+				s.graceTimer = nil
+				s.wmu.Unlock()
+				if expired {
+					h.leave(c, s)
+				}
+				h.release(c)
+			})
+		}
+		s.wmu.Unlock()
+	}
+	h.release(c)
+}
+
+// unlink removes conn from its conversation; it returns its stream.
+func (h *Hub) unlink(conn *Conn) (*stream, bool) {
+	c := conn.conv
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.conns[conn]; !ok {
+		return nil, false
+	}
+	delete(c.conns, conn)
+	for s := range conn.reads {
+		c.unregister(conn, s)
+	}
+	if conn.observer {
+		c.observers--
+	}
+	h.metrics.conn(conn.transport, -1)
+	return conn.own, true
+}
+
+// leave ends a stream this gateway holds: its record says left with the
+// final seq, and readers here get stream_left after its last event.
+func (h *Hub) leave(c *conv, s *stream) {
+	s.wmu.Lock()
+	if !s.local || s.writer != nil {
+		s.wmu.Unlock()
+		return
+	}
+	s.local = false
+	final := s.nextSeq - 1
+	s.wmu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.updateRecord(ctx, func(r *presence.Record) { r.State, r.LastSeq = presence.Left, final }); err != nil {
+		h.log.Warn("stream leave not recorded", "stream_id", s.info.ID, "err", err)
+	}
+	c.mu.Lock()
+	c.beginLeave(s, final)
+	c.mu.Unlock()
+	h.metrics.streams(-1)
+}
+
+// Emit publishes a token on the connection's stream and returns its seq.
+func (conn *Conn) Emit(data string) (uint64, time.Time, error) {
+	if conn.own == nil {
+		return 0, time.Time{}, wireerr.New(wireerr.ReadOnly, "observers cannot emit")
+	}
+	conn.conv.hub.metrics.frameIn("token")
+	return conn.own.emit(conn, data)
+}
+
+// SetMetadata replaces the stream's metadata (spec 4.4).
+func (conn *Conn) SetMetadata(ctx context.Context, metadata string) (uint64, time.Time, error) {
+	if conn.own == nil {
+		return 0, time.Time{}, wireerr.New(wireerr.ReadOnly, "observers cannot set metadata")
+	}
+	conn.conv.hub.metrics.frameIn("set_metadata")
+	return conn.own.setMetadata(ctx, conn, metadata)
+}
+
+// Subscribe replaces the read filter (spec 5.2) and queues `subscribed`.
+func (conn *Conn) Subscribe(all bool, items []string) {
+	c := conn.conv
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if all {
+		conn.filter = nil
+	} else {
+		conn.filter = newFilter(items)
+	}
+	for _, s := range c.streams {
+		if !s.announced {
+			continue
+		}
+		if conn.wantsRead(s) {
+			c.register(conn, s)
+		} else {
+			c.unregister(conn, s)
+		}
+	}
+	var sub []string
+	if conn.filter != nil {
+		sub = conn.filter.items
+	}
+	conn.enqueue(Item{Frame: frame.AppendSubscribed(nil, sub, c.subscribed(conn))})
+}

@@ -1,0 +1,180 @@
+package hub
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
+	"github.com/amsrouter/ams/services/gateway/internal/presence"
+	"github.com/amsrouter/ams/services/internal/wireerr"
+)
+
+// stream is one stream of a served conversation, as this gateway knows it.
+type stream struct {
+	conv *conv
+	subj string
+	key  string
+
+	// Reader side, guarded by conv.mu. info.LastSeq is the highest seq
+	// delivered on this gateway.
+	info       frame.Stream
+	order      uint64
+	gateway    string
+	epoch      uint64
+	linkID     string
+	announced  bool
+	readers    []*Conn // copy on write
+	held       []heldEvent
+	repairing  bool
+	leaveAt    uint64 // final seq of a leaving stream, 0 if not leaving
+	leaveTimer *time.Timer
+	orphan     *time.Timer
+
+	// Writer side, guarded by wmu: set while this gateway holds the stream.
+	wmu        sync.Mutex
+	local      bool
+	writer     *Conn
+	wire       frame.Stream // identity written into events
+	nextSeq    uint64
+	myEpoch    uint64
+	graceTimer *time.Timer
+
+	// Record writes, serialized by recMu.
+	recMu        sync.Mutex
+	rec          presence.Record
+	recRev       uint64
+	checkpointed uint64
+}
+
+type heldEvent struct {
+	frame []byte
+	seq   uint64
+}
+
+func (s *stream) isLocal() bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.local
+}
+
+var errDisplaced = wireerr.New(wireerr.StreamDisplaced, "the stream moved to another connection")
+
+// emit publishes one token on the stream for connection c, which must be
+// its writer.
+func (s *stream) emit(c *Conn, data string) (uint64, time.Time, error) {
+	ts := time.Now()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.writer != c || !s.local {
+		return 0, ts, errDisplaced
+	}
+	seq := s.nextSeq
+	f := frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
+	if err := s.conv.hub.plane.Publish(s.subj, f, dataplane.MsgID(s.info.ID, seq)); err != nil {
+		return 0, ts, err
+	}
+	s.nextSeq++
+	return seq, ts, nil
+}
+
+// setMetadata publishes a stream_metadata event and records the new
+// metadata for later joiners.
+func (s *stream) setMetadata(ctx context.Context, c *Conn, metadata string) (uint64, time.Time, error) {
+	ts := time.Now()
+	s.wmu.Lock()
+	if s.writer != c || !s.local {
+		s.wmu.Unlock()
+		return 0, ts, errDisplaced
+	}
+	seq := s.nextSeq
+	f := frame.AppendStreamMetadata(nil, &s.wire, metadata, ts, seq)
+	if err := s.conv.hub.plane.Publish(s.subj, f, dataplane.MsgID(s.info.ID, seq)); err != nil {
+		s.wmu.Unlock()
+		return 0, ts, err
+	}
+	s.nextSeq++
+	s.wire.Metadata = metadata
+	s.wmu.Unlock()
+	err := s.updateRecord(ctx, func(r *presence.Record) { r.Metadata = metadata; r.LastSeq = max(r.LastSeq, seq) })
+	return seq, ts, err
+}
+
+// giveUp releases the stream to a takeover with the given epoch: it
+// returns the attached connection (to be closed as displaced), the last
+// seq published here, and whether this gateway held it.
+func (s *stream) giveUp(epoch uint64) (old *Conn, last uint64, held bool) {
+	s.wmu.Lock()
+	if !s.local || epoch <= s.myEpoch {
+		s.wmu.Unlock()
+		return nil, 0, false
+	}
+	old, last = s.writer, s.nextSeq-1
+	s.writer, s.local = nil, false
+	s.conv.hub.metrics.streams(-1)
+	inGrace := s.graceTimer != nil
+	if inGrace {
+		s.graceTimer.Stop()
+		s.graceTimer = nil
+	}
+	s.wmu.Unlock()
+	if inGrace {
+		go s.conv.hub.release(s.conv)
+	}
+	return old, last, true
+}
+
+// updateRecord rewrites this gateway's record of the stream with fn,
+// retrying on a concurrent write by this gateway. A record taken over by
+// another gateway is left alone.
+func (s *stream) updateRecord(ctx context.Context, fn func(*presence.Record)) error {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	kv := s.conv.hub.plane.Presence
+	for attempt := 0; attempt < 5; attempt++ {
+		rec := s.rec
+		fn(&rec)
+		rev, err := presence.Put(ctx, kv, s.key, &rec, s.recRev)
+		if err == nil {
+			s.rec, s.recRev = rec, rev
+			return nil
+		}
+		if err != presence.ErrConflict {
+			return err
+		}
+		cur, curRev, ok, gerr := presence.Get(ctx, kv, s.key)
+		if gerr != nil {
+			return gerr
+		}
+		if !ok || cur.Gateway != s.conv.hub.cfg.Gateway || cur.Epoch != s.rec.Epoch {
+			return nil // taken over: not ours to write
+		}
+		s.rec, s.recRev = cur, curRev
+	}
+	return presence.ErrConflict
+}
+
+// checkpoint writes the last published seq to the record if it moved.
+func (s *stream) checkpoint(ctx context.Context) error {
+	s.wmu.Lock()
+	if !s.local {
+		s.wmu.Unlock()
+		return nil
+	}
+	last := s.nextSeq - 1
+	s.wmu.Unlock()
+	s.recMu.Lock()
+	done := last <= s.checkpointed
+	s.recMu.Unlock()
+	if done {
+		return nil
+	}
+	err := s.updateRecord(ctx, func(r *presence.Record) { r.LastSeq = max(r.LastSeq, last) })
+	if err == nil {
+		s.recMu.Lock()
+		s.checkpointed = max(s.checkpointed, last)
+		s.recMu.Unlock()
+	}
+	return err
+}

@@ -1,0 +1,431 @@
+package wsconn
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/amsrouter/ams/services/gateway/internal/connreq"
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
+	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
+	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/internal/wireerr"
+)
+
+// Defaults of spec 4.2 and 4.5.
+const (
+	MaxMessage   = 1 << 20
+	PingEvery    = 30 * time.Second
+	IdleTimeout  = 90 * time.Second
+	writeTimeout = 10 * time.Second
+	closeWait    = 2 * time.Second
+)
+
+// Handler serves GET …/connect.
+type Handler struct {
+	Log      *slog.Logger
+	Admitter *Admitter
+	Hub      *hub.Hub
+	// SSE serves connects that ask for text/event-stream; nil answers 426.
+	SSE http.Handler
+	// PingEvery and IdleTimeout override the keepalive defaults (tests).
+	PingEvery, IdleTimeout time.Duration
+}
+
+// ServeHTTP upgrades and runs one connection until it ends.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !IsWebSocket(r) {
+		if AcceptsSSE(r) && h.SSE != nil {
+			h.SSE.ServeHTTP(w, r)
+			return
+		}
+		httpapi.WriteError(w, h.Log, wireerr.New(wireerr.UpgradeRequired, "use a WebSocket upgrade or Accept: text/event-stream"))
+		return
+	}
+	p := httpapi.PathParams(r)
+	raw := connreq.FromHTTP(r)
+	up := ws.HTTPUpgrader{
+		Timeout:  10 * time.Second,
+		Protocol: func(proto string) bool { return proto == connreq.Protocol },
+	}
+	nc, rw, _, err := up.Upgrade(r, w)
+	if err != nil {
+		return // the upgrader answered the handshake error
+	}
+	c := &conn{
+		nc: nc, br: rw.Reader, log: h.Log,
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		pingEvery: orDefault(h.PingEvery, PingEvery), idle: orDefault(h.IdleTimeout, IdleTimeout),
+	}
+	// Every failure after the upgrade is a close code (spec 4.2).
+	ctx := r.Context()
+	jr, _, err := h.Admitter.Admit(ctx, p.NS, p.Alias, &raw, "ws")
+	if err == nil {
+		c.hc, err = h.Hub.Join(ctx, jr, c)
+	}
+	if err != nil {
+		c.refuse(err)
+		return
+	}
+	c.batch = jr.Batch
+	c.observer = jr.Observer
+	c.run(ctx)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// conn is one WebSocket connection.
+type conn struct {
+	nc        net.Conn
+	br        *bufio.Reader
+	hc        *hub.Conn
+	log       *slog.Logger
+	batch     bool
+	observer  bool
+	pingEvery time.Duration
+	idle      time.Duration
+
+	wake chan struct{}
+	done chan struct{}
+
+	mu        sync.Mutex
+	pongs     [][]byte // answers to client pings, written by the writer
+	closeCode int      // close frame to send, 0 if none
+	closeText string
+	closeSent atomic.Bool
+	writerEnd chan struct{}
+}
+
+// Wake implements hub.Sink.
+func (c *conn) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close implements hub.Sink: the writer sends the close frame after what
+// is queued, and the reader stops after the peer answers or closeWait.
+func (c *conn) Close(code int, reason string) {
+	c.mu.Lock()
+	if c.closeCode == 0 {
+		c.closeCode, c.closeText = code, reason
+	}
+	c.mu.Unlock()
+	c.Wake()
+}
+
+// refuse closes a connection that failed a connect check.
+func (c *conn) refuse(err error) {
+	code := wireerr.Internal
+	if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
+		code = we.Code
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = ws.WriteFrame(c.nc, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code.Close), code.Name)))
+	// Give the client a moment to read the close frame and answer.
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeWait))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.br, 4096))
+	_ = c.nc.Close()
+}
+
+// run starts the writer and reads until the connection ends.
+func (c *conn) run(ctx context.Context) {
+	c.writerEnd = make(chan struct{})
+	go c.writeLoop()
+	code, lost := c.readLoop(ctx)
+	if code != 0 {
+		c.hc.Close(code, lost)
+	}
+	if !lost {
+		// A close frame is on its way out (ours or the echo of the
+		// client's): let the writer finish it.
+		select {
+		case <-c.writerEnd:
+		case <-time.After(writeTimeout + closeWait):
+		}
+	}
+	close(c.done)
+	<-c.writerEnd
+	_ = c.nc.Close()
+}
+
+// readLoop reads messages until the connection ends. It returns the code
+// that ended it from the client's side and whether it was lost without a
+// close handshake; code 0 when the server closed it. After the server
+// decides to close, input is read and discarded until the client answers
+// the close frame, so that closing the socket does not reset it before the
+// client has read the close frame.
+func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
+	var msg []byte
+	var msgOp ws.OpCode
+	closing := false
+	fail := func(code wireerr.Code) {
+		closing = true
+		msg = nil
+		c.hc.Fail(code)
+	}
+	protocolError := wireerr.Code{Name: "protocol_error", Close: 1002}
+	for {
+		if !closing {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.idle))
+		}
+		hdr, err := ws.ReadHeader(c.br)
+		if err != nil {
+			return c.ended(1006)
+		}
+		if !hdr.Masked || hdr.Rsv != 0 || (hdr.OpCode.IsControl() && (hdr.Length > 125 || !hdr.Fin)) {
+			if !closing {
+				fail(protocolError)
+			}
+			if _, err := io.CopyN(io.Discard, c.br, hdr.Length); err != nil {
+				return c.ended(1006)
+			}
+			continue
+		}
+		if hdr.OpCode.IsControl() {
+			payload := make([]byte, hdr.Length)
+			if _, err := io.ReadFull(c.br, payload); err != nil {
+				return c.ended(1006)
+			}
+			ws.Cipher(payload, hdr.Mask, 0)
+			switch hdr.OpCode {
+			case ws.OpPing:
+				if !closing {
+					c.mu.Lock()
+					c.pongs = append(c.pongs, payload)
+					c.mu.Unlock()
+					c.Wake()
+				}
+			case ws.OpClose:
+				if closing || c.closeSent.Load() {
+					return 0, false // the answer to our close
+				}
+				sc, _ := ws.ParseCloseFrameData(payload)
+				peer := int(sc)
+				echo := peer
+				if peer == 0 {
+					peer, echo = 1005, 1000
+				}
+				// Echo the client's close code (spec 4.2).
+				c.Close(echo, "")
+				return peer, peer == 1001
+			}
+			continue
+		}
+		if closing {
+			if _, err := io.CopyN(io.Discard, c.br, hdr.Length); err != nil {
+				return c.ended(1006)
+			}
+			continue
+		}
+		// Data frame or continuation.
+		switch {
+		case (hdr.OpCode == ws.OpContinuation) == (msg == nil):
+			fail(protocolError)
+			continue
+		case hdr.OpCode != ws.OpContinuation:
+			msgOp = hdr.OpCode
+			msg = make([]byte, 0, min(hdr.Length, 4096))
+		}
+		if int64(len(msg))+hdr.Length > MaxMessage {
+			fail(wireerr.MessageTooLarge)
+			if _, err := io.CopyN(io.Discard, c.br, hdr.Length); err != nil {
+				return c.ended(1006)
+			}
+			continue
+		}
+		start := len(msg)
+		msg = append(msg, make([]byte, hdr.Length)...)
+		if _, err := io.ReadFull(c.br, msg[start:]); err != nil {
+			return c.ended(1006)
+		}
+		ws.Cipher(msg[start:], hdr.Mask, 0)
+		if !hdr.Fin {
+			continue
+		}
+		m := msg
+		msg = nil
+		if msgOp != ws.OpText {
+			fail(wireerr.MalformedFrame)
+			continue
+		}
+		if err := frame.Decode(m, c.batch, func(f *frame.Client) error { return c.handle(ctx, f) }); err != nil {
+			code := wireerr.Internal
+			if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
+				code = we.Code
+			}
+			fail(code)
+		}
+	}
+}
+
+// ended reports a connection that stopped without a close frame: lost,
+// unless the server had already closed it.
+func (c *conn) ended(code int) (int, bool) {
+	if c.closeSent.Load() {
+		return 0, false
+	}
+	return code, true
+}
+
+var errReadOnly = wireerr.New(wireerr.ReadOnly, "observers may send only ping and subscribe")
+
+// handle applies one client frame.
+func (c *conn) handle(ctx context.Context, f *frame.Client) error {
+	switch f.Type {
+	case frame.TypeToken:
+		if c.observer {
+			return errReadOnly
+		}
+		_, _, err := c.hc.Emit(f.Data)
+		return discardDisplaced(err)
+	case frame.TypeSetMetadata:
+		if c.observer {
+			return errReadOnly
+		}
+		_, _, err := c.hc.SetMetadata(ctx, string(f.Metadata))
+		return discardDisplaced(err)
+	case frame.TypePing:
+		c.hc.Ping()
+	case frame.TypeSubscribe:
+		c.hc.Subscribe(f.All, f.Streams)
+	}
+	return nil
+}
+
+// discardDisplaced drops input of a displaced connection (spec 4.5): it is
+// being closed already.
+func discardDisplaced(err error) error {
+	if we, ok := wireerr.As(err); ok && we.Code.Name == wireerr.StreamDisplaced.Name {
+		return nil
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return wireerr.New(wireerr.Internal, "emit failed")
+	}
+	return nil
+}
+
+var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+// writeLoop writes queued frames, pongs, pings and the close frame.
+func (c *conn) writeLoop() {
+	defer close(c.writerEnd)
+	ping := time.NewTicker(c.pingEvery)
+	defer ping.Stop()
+	var items []hub.Item
+	for {
+		pingNow := false
+		select {
+		case <-c.done:
+			return
+		case <-ping.C:
+			pingNow = true
+		case <-c.wake:
+		}
+		c.mu.Lock()
+		pongs := c.pongs
+		c.pongs = nil
+		closeCode, closeText := c.closeCode, c.closeText
+		c.mu.Unlock()
+		items = c.hc.Take(items)
+
+		bw := bufPool.Get().(*bufio.Writer)
+		bw.Reset(c.nc)
+		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		var err error
+		for _, p := range pongs {
+			if err == nil {
+				err = ws.WriteFrame(bw, ws.NewPongFrame(p))
+			}
+		}
+		if pingNow && err == nil {
+			err = ws.WriteFrame(bw, ws.NewPingFrame(nil))
+		}
+		if err == nil {
+			err = c.writeItems(bw, items)
+		}
+		if closeCode != 0 && err == nil {
+			c.closeSent.Store(true)
+			err = ws.WriteFrame(bw, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(closeCode), closeText)))
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		bw.Reset(nil)
+		bufPool.Put(bw)
+		if err == nil {
+			c.hc.Delivered(items)
+		}
+		clear(items)
+		items = items[:0]
+		if err != nil {
+			// The client stopped reading or went away: lost.
+			c.hc.Close(1006, true)
+			_ = c.nc.Close()
+			return
+		}
+		if closeCode != 0 {
+			// Wait for the client's answer, then stop reading.
+			_ = c.nc.SetReadDeadline(time.Now().Add(closeWait))
+			return
+		}
+	}
+}
+
+// writeItems writes frames: one message each, or with batching arrays of
+// up to 256 frames.
+func (c *conn) writeItems(w *bufio.Writer, items []hub.Item) error {
+	if !c.batch || len(items) < 2 {
+		for i := range items {
+			if err := writeText(w, items[i].Frame); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for len(items) > 0 {
+		n := min(len(items), frame.MaxBatch)
+		size := 1 + n
+		for i := 0; i < n; i++ {
+			size += len(items[i].Frame)
+		}
+		if err := ws.WriteHeader(w, ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(size)}); err != nil {
+			return err
+		}
+		_ = w.WriteByte('[')
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				_ = w.WriteByte(',')
+			}
+			_, _ = w.Write(items[i].Frame)
+		}
+		if err := w.WriteByte(']'); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
+func writeText(w *bufio.Writer, p []byte) error {
+	if err := ws.WriteHeader(w, ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(p))}); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
