@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/amsrouter/ams/services/gateway/gatewayd"
+	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/internal/config"
 	"github.com/amsrouter/ams/services/internal/logging"
 )
@@ -44,7 +46,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Duration(&cfg.AuthCacheTTL, "auth-cache-ttl", 0, "how long an authenticated credential is reused (at most 5s; default 3s)")
 	fs.Duration(&cfg.RevocationPoll, "revocation-poll", 0, "how often link revocations are pulled (default 1s)")
 	fs.Duration(&cfg.ShutdownGrace, "shutdown-grace", 0, "how long shutdown may take (default 10s)")
-	fs.String(&cfg.Name, "name", "", "replica name (default: generated)")
+	fs.String(&cfg.Name, "name", "", "replica name: letters, digits, - and _ (default: generated)")
+	var publishMode string
+	fs.Duration(&cfg.Data.MaxAge, "retention-max-age", dataplane.DefaultMaxAge, "how long stream events are kept for resume")
+	fs.Int64(&cfg.Data.MaxEvents, "retention-max-events", dataplane.DefaultMaxEvents, "events kept per stream for resume")
+	fs.Int64(&cfg.Data.MaxBytes, "retention-max-bytes", dataplane.DefaultMaxBytes, "total bytes of retained events (-1: no cap)")
+	fs.Duration(&cfg.Data.RecordMaxAge, "stream-record-max-age", dataplane.DefaultRecordMaxAge, "how long a stream's record outlives its last change (seq continuity across rejoins)")
+	fs.Int(&cfg.Data.Replicas, "jetstream-replicas", 1, "replicas of the JetStream stream and buckets (3 in production)")
+	fs.String(&publishMode, "publish-mode", string(dataplane.PublishCore), "event publish mode: core or jetstream")
+	fs.Duration(&cfg.Hub.Grace, "grace", 10*time.Second, "how long a stream whose connection was lost stays present")
+	fs.Duration(&cfg.Hub.DeadAfter, "gateway-dead-after", 10*time.Second, "silence after which another gateway is considered gone")
+	fs.Int(&cfg.Hub.QueueFrames, "queue-frames", 1024, "outbound queue bound per connection, in frames")
+	fs.Int(&cfg.Hub.QueueBytes, "queue-bytes", 8<<20, "outbound queue bound per connection, in bytes")
 	fs.Secret(&pepper, "derivation-pepper", true, "secret pepper of derived ids, shared by every gateway")
 	fs.String(&logFormat, "log-format", "json", "log format: json or text")
 	fs.String(&logLvl, "log-level", "info", "log level: debug, info, warn, error")
@@ -55,6 +68,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	cfg.DerivationPepper = pepper
+	switch dataplane.PublishMode(publishMode) {
+	case dataplane.PublishCore, dataplane.PublishJetStream:
+		cfg.Data.Mode = dataplane.PublishMode(publishMode)
+	default:
+		return fmt.Errorf("publish mode %q: want core or jetstream", publishMode)
+	}
 
 	// Logger.
 	log, err := logging.New(stderr, logFormat, logLvl)
