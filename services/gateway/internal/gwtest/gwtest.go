@@ -387,12 +387,20 @@ func DecodeObject(t testing.TB, b []byte) map[string]any {
 	return m
 }
 
-// CreateAccount creates an account with namespace ns through gateway gw
-// and returns its id and credential. Anything but 201 fails the test.
+// CreateAccount creates an account with namespace ns through in-process
+// gateway gw and returns its id and credential. Anything but 201 fails
+// the test.
 func (s *System) CreateAccount(t testing.TB, gw int, ns string) (accountID, credential string) {
 	t.Helper()
+	return s.CreateAccountAt(t, s.URL(gw), ns)
+}
+
+// CreateAccountAt is CreateAccount through the gateway at base (a
+// Process's URL, say).
+func (s *System) CreateAccountAt(t testing.TB, base, ns string) (accountID, credential string) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]string{"namespace": ns})
-	r := DoResponse(t, http.MethodPost, s.URL(gw)+"/v1/accounts", nil, string(body))
+	r := DoResponse(t, http.MethodPost, base+"/v1/accounts", nil, string(body))
 	if r.Status != http.StatusCreated {
 		t.Fatalf("gwtest: create account %q: %d %s", ns, r.Status, r.Body)
 	}
@@ -402,12 +410,18 @@ func (s *System) CreateAccount(t testing.TB, gw int, ns string) (accountID, cred
 	return accountID, credential
 }
 
-// Mint mints a conversation in ns through gateway gw with the request
-// body bodyJSON ("" for none) and returns the decoded 201 answer.
+// Mint mints a conversation in ns through in-process gateway gw with the
+// request body bodyJSON ("" for none) and returns the decoded 201 answer.
 // Anything but 201 fails the test.
 func (s *System) Mint(t testing.TB, gw int, credential, ns, bodyJSON string) map[string]any {
 	t.Helper()
-	r := DoResponse(t, http.MethodPost, s.URL(gw)+"/v1/"+ns+"/conversations", Bearer(credential), bodyJSON)
+	return s.MintAt(t, s.URL(gw), credential, ns, bodyJSON)
+}
+
+// MintAt is Mint through the gateway at base.
+func (s *System) MintAt(t testing.TB, base, credential, ns, bodyJSON string) map[string]any {
+	t.Helper()
+	r := DoResponse(t, http.MethodPost, base+"/v1/"+ns+"/conversations", Bearer(credential), bodyJSON)
 	if r.Status != http.StatusCreated {
 		t.Fatalf("gwtest: mint in %q: %d %s", ns, r.Status, r.Body)
 	}
