@@ -39,9 +39,9 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// gatewayBinary builds cmd/gateway (with -race when this binary has it) on
-// first use and returns its path.
-func gatewayBinary(t testing.TB) string {
+// GatewayBinary builds cmd/gateway (with -race when this test binary has
+// it) on first use and returns its path.
+func GatewayBinary(t testing.TB) string {
 	t.Helper()
 	build.once.Do(func() {
 		build.dir, build.err = os.MkdirTemp("", "amsgwtest-")
@@ -85,7 +85,7 @@ type Process struct {
 // Logs() and Options.Log. It is stopped (SIGTERM, then SIGKILL) at cleanup.
 func StartGatewayProcess(t testing.TB, sys *System, name string, env ...string) *Process {
 	t.Helper()
-	bin := gatewayBinary(t)
+	bin := GatewayBinary(t)
 	// The port is chosen free, then released for the process to bind:
 	// another listener may take it meanwhile, so a bind failure retries.
 	var lastErr error
