@@ -7,6 +7,9 @@ SHELL := /usr/bin/env bash
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+.PHONY: all
+all: lint test ## Lint and test everything (what a commit must pass)
+
 .PHONY: run
 run: ## Run the whole system in one process (embedded NATS and SQLite under data/)
 	go run ./services/gateway/cmd/ams dev
@@ -17,7 +20,7 @@ build: ## Build every binary into bin/
 
 .PHONY: test
 test: ## Run every module's tests with -race (Postgres and NATS: see README)
-	scripts/test.sh
+	scripts/test.sh $(ARGS)
 
 .PHONY: proto
 proto: ## Regenerate proto/gen with buf and the pinned plugins
@@ -32,8 +35,12 @@ lint: ## gofmt and go vet
 	scripts/lint.sh
 
 .PHONY: bench
-bench: ## Run the benchmarks
-	scripts/bench.sh
+bench: ## Run every module's benchmarks (ARGS="-count=10" for benchstat)
+	scripts/bench.sh $(ARGS)
+
+.PHONY: fuzz
+fuzz: ## Fuzz every fuzz target briefly (FUZZTIME=10s each)
+	scripts/fuzz.sh
 
 .PHONY: tools
 tools: ## Install the pinned tools into bin/
