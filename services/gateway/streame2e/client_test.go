@@ -53,6 +53,13 @@ func connectURL(link string) string {
 
 func dial(t testing.TB, link string, o dialOpts) *client {
 	t.Helper()
+	return dialURL(t, connectURL(link)+o.query, o)
+}
+
+// dialURL connects to a full ws:// connect URL (query included) with the
+// inputs of o but its query.
+func dialURL(t testing.TB, u string, o dialOpts) *client {
+	t.Helper()
 	h := http.Header{}
 	for k, v := range o.header {
 		h[k] = v
@@ -84,7 +91,6 @@ func dial(t testing.TB, link string, o dialOpts) *client {
 	if o.observe {
 		h.Set("X-AMS-Observe", "true")
 	}
-	u := connectURL(link) + o.query
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h, Subprotocols: o.protocols})
