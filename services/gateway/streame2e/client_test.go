@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ type client struct {
 	done chan struct{}
 	// closeCode and closeReason are set once the server closed.
 	closeErr error
+	// arrays counts the messages that were arrays of frames (batching).
+	arrays atomic.Int64
 }
 
 type msg struct {
@@ -113,6 +116,7 @@ func (c *client) readLoop() {
 			return
 		}
 		if len(b) > 0 && b[0] == '[' {
+			c.arrays.Add(1)
 			var arr []json.RawMessage
 			if err := json.Unmarshal(b, &arr); err != nil {
 				c.closeErr = err

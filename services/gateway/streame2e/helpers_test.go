@@ -39,9 +39,13 @@ type room struct {
 // through gateway 0.
 func newRoom(t testing.TB, sys *gwtest.System, cred, ns, alias string) *room {
 	t.Helper()
-	m := sys.Mint(t, 0, cred, ns, `{"alias":"`+alias+`"}`)
+	return roomOf(sys, ns, sys.Mint(t, 0, cred, ns, `{"alias":"`+alias+`"}`))
+}
+
+// roomOf is the room of a mint answer.
+func roomOf(sys *gwtest.System, ns string, m map[string]any) *room {
 	return &room{
-		sys: sys, ns: ns, alias: alias,
+		sys: sys, ns: ns, alias: m["alias"].(string),
 		link:   m["magic_link"].(string),
 		convID: m["conversation_id"].(string),
 		linkID: m["link_id"].(string),

@@ -1,0 +1,170 @@
+package streame2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+
+	"github.com/amsrouter/ams/services/gateway/gatewayd"
+	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
+	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
+)
+
+// window bounds tokens in flight in a closed-loop benchmark, so a reader
+// never overflows its queue and the figure is steady-state throughput.
+const window = 512
+
+const benchToken = "The quick brown fox jumps over the lazy dog."
+
+// BenchmarkDeliver measures publish → deliver per token: a WebSocket
+// writer and a WebSocket reader on one gateway, or on two gateways, in
+// each publish mode; and raw NATS core pub/sub on the same embedded server
+// with the same payload and window, as the baseline. One op is one token
+// delivered to the reader.
+func BenchmarkDeliver(b *testing.B) {
+	b.Run("raw-nats", benchRawNATS)
+	for _, mode := range []dataplane.PublishMode{dataplane.PublishCore, dataplane.PublishJetStream} {
+		for _, gws := range []int{1, 2} {
+			b.Run(fmt.Sprintf("gateways=%d/publish=%s", gws, mode), func(b *testing.B) { benchGateway(b, gws, mode) })
+		}
+	}
+}
+
+func benchRawNATS(b *testing.B) {
+	sys := gwtest.Start(b, gwtest.Options{Gateways: -1})
+	pub, err := nats.Connect(sys.NATSURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close()
+	sub, err := nats.Connect(sys.NATSURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Close()
+	var received atomic.Int64
+	done := make(chan struct{})
+	target := int64(b.N)
+	s, err := sub.Subscribe("bench.raw", func(m *nats.Msg) {
+		if received.Add(1) == target {
+			close(done)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = s.SetPendingLimits(-1, -1)
+	_ = sub.Flush()
+	payload := []byte(`{"type":"token","stream_id":"str_0123456789abcdef0123456789","stream_name":"writer","owner_account_id":"acc_01J00000000000000000","ts":"2026-05-01T18:00:05.123Z","data":"` + benchToken + `","seq":1}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for int64(i)-received.Load() >= window {
+			time.Sleep(10 * time.Microsecond)
+		}
+		if err := pub.Publish("bench.raw", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		b.Fatalf("received %d of %d", received.Load(), b.N)
+	}
+}
+
+func benchGateway(b *testing.B, gateways int, mode dataplane.PublishMode) {
+	sys := gwtest.Start(b, gwtest.Options{Gateways: gateways, Gateway: func(_ int, cfg *gatewayd.Config) {
+		cfg.Data.Mode = mode
+	}})
+	_, credW := sys.CreateAccount(b, 0, "writer")
+	_, credR := sys.CreateAccount(b, 0, "reader")
+	conv := sys.Mint(b, 0, credW, "writer", `{"alias":"bench"}`)
+	link := conv["magic_link"].(string)
+	readerLink := onGateway(link, sys.URL(gateways-1))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	w := benchDial(b, ctx, link, credW, "writer")
+	defer w.CloseNow()
+	r := benchDial(b, ctx, readerLink, credR, "reader")
+	defer r.CloseNow()
+	readFrame(b, ctx, r) // joined
+	readFrame(b, ctx, w) // joined
+	readFrame(b, ctx, w) // stream_joined of the reader
+
+	var received atomic.Int64
+	errc := make(chan error, 1)
+	target := int64(b.N)
+	go func() {
+		buf := make([]byte, 0, 4096)
+		for received.Load() < target {
+			typ, rd, err := r.Reader(ctx)
+			if err != nil {
+				errc <- err
+				return
+			}
+			buf = buf[:0]
+			for {
+				if len(buf) == cap(buf) {
+					buf = append(buf, 0)[:len(buf)]
+				}
+				n, err := rd.Read(buf[len(buf):cap(buf)])
+				buf = buf[:len(buf)+n]
+				if err != nil {
+					break
+				}
+			}
+			if typ == websocket.MessageText && strings.HasPrefix(string(buf[:16]), `{"type":"token",`) {
+				received.Add(1)
+			}
+		}
+		errc <- nil
+	}()
+
+	frame := []byte(`{"type":"token","data":"` + benchToken + `"}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for int64(i)-received.Load() >= window {
+			time.Sleep(10 * time.Microsecond)
+		}
+		if err := w.Write(ctx, websocket.MessageText, frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-errc; err != nil {
+		b.Fatalf("reader: %v after %d of %d", err, received.Load(), b.N)
+	}
+}
+
+func benchDial(b *testing.B, ctx context.Context, link, cred, name string) *websocket.Conn {
+	b.Helper()
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+cred)
+	h.Set("X-AMS-Stream-Name", name)
+	c, _, err := websocket.Dial(ctx, connectURL(link), &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.SetReadLimit(1 << 20)
+	return c
+}
+
+func readFrame(b *testing.B, ctx context.Context, c *websocket.Conn) []byte {
+	b.Helper()
+	_, m, err := c.Read(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
