@@ -3,7 +3,6 @@ package e2e
 import (
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
@@ -87,24 +86,8 @@ func TestC8CreateAccountErrors(t *testing.T) {
 func TestC9ConcurrentNamespaceCreation(t *testing.T) {
 	t.Parallel()
 	sys := start(t, 2)
-	const n = 12
-	var wg sync.WaitGroup
-	answers := make([]*gwtest.Response, n)
-	for i := range n {
-		wg.Go(func() {
-			answers[i] = call(t, post, sys.URL(i%2)+"/v1/accounts", nil, `{"namespace":"contested"}`)
-		})
-	}
-	wg.Wait()
-	created := 0
-	for _, r := range answers {
-		if r.Status == http.StatusCreated {
-			created++
-			continue
-		}
-		wantError(t, r, http.StatusConflict, "namespace_taken")
-	}
-	if created != 1 {
-		t.Errorf("%d creations succeeded, want exactly 1", created)
-	}
+	answers := concurrently(12, func(i int) *gwtest.Response {
+		return call(t, post, sys.URL(i%2)+"/v1/accounts", nil, `{"namespace":"contested"}`)
+	})
+	wantOneCreated(t, answers, "namespace_taken")
 }

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -220,26 +219,10 @@ func TestC9ConcurrentAliasCreation(t *testing.T) {
 	t.Parallel()
 	sys := start(t, 2)
 	_, cred := sys.CreateAccount(t, 0, "acme")
-	const n = 12
-	var wg sync.WaitGroup
-	answers := make([]*gwtest.Response, n)
-	for i := range n {
-		wg.Go(func() {
-			answers[i] = call(t, post, sys.URL(i%2)+"/v1/acme/conversations", bearer(cred), `{"alias":"contested"}`)
-		})
-	}
-	wg.Wait()
-	created := 0
-	for _, r := range answers {
-		if r.Status == http.StatusCreated {
-			created++
-			continue
-		}
-		wantError(t, r, http.StatusConflict, "alias_taken")
-	}
-	if created != 1 {
-		t.Errorf("%d mints succeeded, want exactly 1", created)
-	}
+	answers := concurrently(12, func(i int) *gwtest.Response {
+		return call(t, post, sys.URL(i%2)+"/v1/acme/conversations", bearer(cred), `{"alias":"contested"}`)
+	})
+	wantOneCreated(t, answers, "alias_taken")
 }
 
 // C10 (2.3): the magic link's base is the configured public URL, else

@@ -1,12 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,32 +35,10 @@ func start(t *testing.T, n int) *gwtest.System {
 	return gwtest.Start(t, gwtest.Options{Gateways: n})
 }
 
-// keysInOrder returns the top-level keys of a JSON object in body order.
-func keysInOrder(t *testing.T, body []byte) []string {
-	t.Helper()
-	d := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-		t.Fatalf("body is not a JSON object: %.300s", body)
-	}
-	var keys []string
-	for d.More() {
-		tok, err := d.Token()
-		if err != nil {
-			t.Fatalf("decode body: %v: %.300s", err, body)
-		}
-		keys = append(keys, tok.(string))
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			t.Fatalf("decode body: %v: %.300s", err, body)
-		}
-	}
-	return keys
-}
-
 // wantKeys checks the body is an object with exactly these keys, in order.
 func wantKeys(t *testing.T, body []byte, want ...string) {
 	t.Helper()
-	if got := keysInOrder(t, body); !slices.Equal(got, want) {
+	if got := gwtest.Keys(t, body); !slices.Equal(got, want) {
 		t.Errorf("keys = %v, want %v\nbody: %.500s", got, want, body)
 	}
 }
@@ -124,6 +102,35 @@ func wantRecent(t *testing.T, what, v string) time.Time {
 		t.Errorf("%s = %s is %s away from now", what, v, d)
 	}
 	return ts
+}
+
+// concurrently sends n requests at once, do(i) making the i-th, and
+// returns the answers in order.
+func concurrently(n int, do func(i int) *gwtest.Response) []*gwtest.Response {
+	var wg sync.WaitGroup
+	answers := make([]*gwtest.Response, n)
+	for i := range n {
+		wg.Go(func() { answers[i] = do(i) })
+	}
+	wg.Wait()
+	return answers
+}
+
+// wantOneCreated checks that exactly one answer is 201 and every other
+// one is 409 with code (C9).
+func wantOneCreated(t *testing.T, answers []*gwtest.Response, code string) {
+	t.Helper()
+	created := 0
+	for _, r := range answers {
+		if r.Status == http.StatusCreated {
+			created++
+			continue
+		}
+		wantError(t, r, http.StatusConflict, code)
+	}
+	if created != 1 {
+		t.Errorf("%d of %d creations succeeded, want exactly 1", created, len(answers))
+	}
 }
 
 // eventually polls cond every 20 ms until it holds or within fails,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -20,24 +19,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// syncBuffer is a concurrency-safe output sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func noEnv(string) string { return "" }
 
 func TestUsage(t *testing.T) {
@@ -55,7 +36,7 @@ func TestUsage(t *testing.T) {
 		{nil, errUsage, "", "Usage: ams <command>"},
 		{[]string{"bogus"}, errUsage, "", `unknown command "bogus"`},
 	} {
-		var stdout, stderr syncBuffer
+		var stdout, stderr gwtest.LogBuffer
 		err := run(t.Context(), tc.args, noEnv, &stdout, &stderr)
 		if !errors.Is(err, tc.err) {
 			t.Errorf("ams %v: error %v, want %v", tc.args, err, tc.err)
@@ -65,8 +46,8 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"dev", "migrate"} {
-		var stderr syncBuffer
-		_ = run(t.Context(), []string{name, "-h"}, noEnv, &syncBuffer{}, &stderr)
+		var stderr gwtest.LogBuffer
+		_ = run(t.Context(), []string{name, "-h"}, noEnv, &gwtest.LogBuffer{}, &stderr)
 		if !strings.Contains(stderr.String(), "[AMS_"+strings.ToUpper(name)+"_") {
 			t.Errorf("ams %s -h does not show the environment variables:\n%s", name, stderr.String())
 		}
@@ -80,8 +61,8 @@ func TestMigrate(t *testing.T) {
 	for _, service := range []string{"account", "link"} {
 		for _, db := range []string{"sqlite:" + filepath.Join(dir, service+".db"), pgURL} {
 			for range 2 { // migrating twice is a no-op
-				var stdout syncBuffer
-				if err := run(t.Context(), []string{"migrate", "-service", service, "-database-url", db}, noEnv, &stdout, &syncBuffer{}); err != nil {
+				var stdout gwtest.LogBuffer
+				if err := run(t.Context(), []string{"migrate", "-service", service, "-database-url", db}, noEnv, &stdout, &gwtest.LogBuffer{}); err != nil {
 					t.Fatalf("migrate %s %s: %v", service, db, err)
 				}
 				if !strings.Contains(stdout.String(), service+" schema is up to date") {
@@ -93,7 +74,7 @@ func TestMigrate(t *testing.T) {
 	env := func(k string) string {
 		return map[string]string{"AMS_MIGRATE_SERVICE": "link", "AMS_MIGRATE_DATABASE_URL": "sqlite:" + filepath.Join(dir, "env.db")}[k]
 	}
-	if err := run(t.Context(), []string{"migrate"}, env, &syncBuffer{}, &syncBuffer{}); err != nil {
+	if err := run(t.Context(), []string{"migrate"}, env, &gwtest.LogBuffer{}, &gwtest.LogBuffer{}); err != nil {
 		t.Errorf("migrate from the environment: %v", err)
 	}
 	for _, args := range [][]string{
@@ -102,7 +83,7 @@ func TestMigrate(t *testing.T) {
 		{"migrate", "-service", "account"},
 		{"migrate", "-service", "account", "-database-url", "mysql://nope"},
 	} {
-		if err := run(t.Context(), args, noEnv, &syncBuffer{}, &syncBuffer{}); err == nil {
+		if err := run(t.Context(), args, noEnv, &gwtest.LogBuffer{}, &gwtest.LogBuffer{}); err == nil {
 			t.Errorf("ams %v succeeded", args)
 		}
 	}
@@ -111,7 +92,7 @@ func TestMigrate(t *testing.T) {
 // devRun is a running `ams dev`.
 type devRun struct {
 	url            string
-	stdout, stderr *syncBuffer
+	stdout, stderr *gwtest.LogBuffer
 	stop           func() error
 }
 
@@ -121,7 +102,7 @@ var runningAt = regexp.MustCompile(`AMS is running at (http://\S+)`)
 // and waits for its banner.
 func startDev(t *testing.T, dir string, extra ...string) *devRun {
 	t.Helper()
-	d := &devRun{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	d := &devRun{stdout: &gwtest.LogBuffer{}, stderr: &gwtest.LogBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	args := append([]string{"dev", "-data-dir", dir, "-http-addr", "127.0.0.1:0", "-log-level", "debug"}, extra...)

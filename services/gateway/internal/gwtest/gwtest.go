@@ -387,6 +387,30 @@ func DecodeObject(t testing.TB, b []byte) map[string]any {
 	return m
 }
 
+// Keys returns the top-level keys of a JSON object in body order (for
+// checking that an answer or a frame has exactly its fields, in order). A
+// body that is not an object fails the test.
+func Keys(t testing.TB, body []byte) []string {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("gwtest: not a JSON object: %.300s", body)
+	}
+	var keys []string
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			t.Fatalf("gwtest: decode %.300s: %v", body, err)
+		}
+		keys = append(keys, tok.(string))
+		var skip json.RawMessage
+		if err := d.Decode(&skip); err != nil {
+			t.Fatalf("gwtest: decode %.300s: %v", body, err)
+		}
+	}
+	return keys
+}
+
 // CreateAccount creates an account with namespace ns through in-process
 // gateway gw and returns its id and credential. Anything but 201 fails
 // the test.
