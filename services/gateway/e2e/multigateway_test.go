@@ -90,8 +90,9 @@ func TestC17RotationErrors(t *testing.T) {
 }
 
 // C15 (control plane): a link revoked through one gateway is refused by
-// every gateway within 5 s: another in-process gateway and a gateway
-// running as its own process, both of which had admitted it before.
+// that gateway at once and by every other gateway within 5 s: another
+// in-process gateway and a gateway running as its own process, both of
+// which had admitted it before.
 func TestC15RevokedLinkRefusedByEveryGateway(t *testing.T) {
 	t.Parallel()
 	sys := start(t, 2)
@@ -114,6 +115,8 @@ func TestC15RevokedLinkRefusedByEveryGateway(t *testing.T) {
 		t.Fatalf("revoke: %d %s", r.Status, r.Body)
 	}
 	revokedAt := time.Now()
+	// The gateway that revoked refuses the link at once.
+	wantError(t, inspect(bases[0], m), http.StatusForbidden, "link_revoked")
 	for _, b := range bases[1:] {
 		took := eventually(t, spreadBound, "revoked link refused on "+b, func() bool {
 			return inspect(b, m).Status == http.StatusForbidden

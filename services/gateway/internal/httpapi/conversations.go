@@ -279,7 +279,11 @@ func (a *API) revokeLink(w http.ResponseWriter, r *http.Request, p Params) error
 	if a.d.AnnounceRevocation != nil {
 		a.d.AnnounceRevocation(p.LinkID)
 	}
-	a.d.Admission.Revoked.Kick()
+	// This gateway refuses the link as soon as the caller hears it is
+	// revoked; the others follow the announcement (within 5 s).
+	if err := a.d.Admission.Revoked.Sync(r.Context()); err != nil {
+		a.d.Admission.Revoked.Kick()
+	}
 	o := jsonw.Begin(make([]byte, 0, 96))
 	o.Str("link_id", resp.GetLink().GetLinkId())
 	o.StrOrNull("revoked_at", tsPtr(resp.GetLink().GetRevokedAt()))
