@@ -19,7 +19,7 @@ func walkthrough(base string) []step {
 	return []step{
 		{"Where the server is, and a namespace of your own", []string{
 			`BASE=` + base,
-			`NS=demo-$(date +%s)`,
+			`NS=demo-$(date +%s)-$RANDOM`,
 		}},
 		{"Create an account. Its credential is shown only this once", []string{
 			`ACCOUNT=$(curl -sS -X POST "$BASE/v1/accounts" -d "{\"namespace\":\"$NS\"}"); echo "$ACCOUNT"`,

@@ -230,9 +230,9 @@ func TestDevWalkthrough(t *testing.T) {
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)
 	}
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^\{"account_id":"acc_[0-9A-Z]{20}","namespace":"demo-[0-9]+","credential":"ams_sk_`),
+		regexp.MustCompile(`(?m)^\{"account_id":"acc_[0-9A-Z]{20}","namespace":"demo-[0-9]+-[0-9]+","credential":"ams_sk_`),
 		regexp.MustCompile(`(?m)^\{"conversation_id":"conv_[0-9A-Z]{20}","alias":"hello","magic_link":"http://`),
-		regexp.MustCompile(`(?m)^(\{"conversation_id":"conv_[0-9A-Z]{20}","namespace":"demo-[0-9]+","alias":"hello","metadata":\{"topic":"demo"\}.*\n){2}`),
+		regexp.MustCompile(`(?m)^(\{"conversation_id":"conv_[0-9A-Z]{20}","namespace":"demo-[0-9]+-[0-9]+","alias":"hello","metadata":\{"topic":"demo"\}.*\n){2}`),
 		regexp.MustCompile(`(?m)^\{"links":\[\{"link_id":"lnk_`),
 	} {
 		if !want.Match(out) {
