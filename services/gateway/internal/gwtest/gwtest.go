@@ -26,6 +26,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -278,7 +279,7 @@ func waitReady(t testing.TB, base string, exited <-chan struct{}) {
 	}
 }
 
-var errExited = fmt.Errorf("exited before it was ready")
+var errExited = errors.New("exited before it was ready")
 
 func pollReady(base string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(StartTimeout)
