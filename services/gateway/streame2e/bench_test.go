@@ -95,10 +95,10 @@ func benchGateway(b *testing.B, gateways int, mode dataplane.PublishMode) {
 	defer cancel()
 	w := benchDial(b, ctx, link, credW, "writer")
 	defer w.CloseNow()
+	readFrame(b, ctx, w) // joined
 	r := benchDial(b, ctx, readerLink, credR, "reader")
 	defer r.CloseNow()
 	readFrame(b, ctx, r) // joined
-	readFrame(b, ctx, w) // joined
 	readFrame(b, ctx, w) // stream_joined of the reader
 
 	var received atomic.Int64

@@ -55,7 +55,7 @@ type pendingEvent struct {
 
 func newConv(h *Hub, info *admission.Conversation) *conv {
 	return &conv{
-		hub: h, id: info.ID, info: info, ready: make(chan struct{}),
+		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {},
 		streams: map[string]*stream{}, conns: map[*Conn]struct{}{}, pending: map[string][]pendingEvent{},
 	}
 }
@@ -68,16 +68,17 @@ func (c *conv) newStream(streamID string) *stream {
 
 // start subscribes to the conversation's events, loads its records and
 // watches them. It closes c.ready when the conversation can be joined.
-func (c *conv) start() {
+func (c *conv) start(ctx context.Context) {
 	h := c.hub
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
 	fail := func(err error) {
 		c.readyErr = err
 		close(c.ready)
 	}
 	select {
 	case <-h.live.Loaded():
+	case <-ctx.Done():
+		fail(ctx.Err())
+		return
 	case <-time.After(5 * time.Second):
 		fail(errors.New("gateway liveness not loaded"))
 		return
@@ -105,9 +106,24 @@ func (c *conv) start() {
 		rev uint64
 	}
 	var recs []initial
-	for e := range w.Updates() {
+	loadTimeout := time.NewTimer(10 * time.Second)
+	defer loadTimeout.Stop()
+load:
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case e = <-w.Updates():
+		case <-ctx.Done():
+			_ = w.Stop()
+			fail(ctx.Err())
+			return
+		case <-loadTimeout.C:
+			_ = w.Stop()
+			fail(errors.New("presence records not loaded within 10s"))
+			return
+		}
 		if e == nil {
-			break
+			break load
 		}
 		if e.Operation() != jetstream.KeyValuePut {
 			continue
@@ -183,12 +199,10 @@ func (c *conv) streamOfKey(key string) *stream {
 	return nil
 }
 
-// stop ends serving the conversation.
+// stop ends serving the conversation; it does not wait for start.
 func (c *conv) stop() {
+	c.cancel()
 	<-c.ready
-	if c.cancel != nil {
-		c.cancel()
-	}
 	if c.sub != nil {
 		_ = c.sub.Unsubscribe()
 	}

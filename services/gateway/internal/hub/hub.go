@@ -317,11 +317,13 @@ func (h *Hub) acquire(ctx context.Context, info *admission.Conversation) (*conv,
 	c := h.convs[info.ID]
 	if c == nil {
 		c = newConv(h, info)
+		ctx, cancel := context.WithCancel(context.Background())
+		c.cancel = cancel
 		h.convs[info.ID] = c
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			c.start()
+			c.start(ctx)
 		}()
 	}
 	c.refs++
