@@ -196,7 +196,12 @@ func TestC61SubscribeFrame(t *testing.T) {
 	rd, jr := r.join(t, 1, dialOpts{credential: credC, streamName: "reader", selfSubscribe: true})
 	idR := jr["stream_id"].(string)
 	n := 0
-	end := func() string { n++; name := fmt.Sprintf("end%d", n); r.join(t, n%2, dialOpts{credential: credB, streamName: name}); return name }
+	end := func() string {
+		n++
+		name := fmt.Sprintf("end%d", n)
+		r.join(t, n%2, dialOpts{credential: credB, streamName: name})
+		return name
+	}
 	subscribed := func(streams any, sub, subbed string) {
 		t.Helper()
 		rd.send(map[string]any{"type": "subscribe", "streams": streams})
