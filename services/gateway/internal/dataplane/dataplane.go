@@ -243,16 +243,20 @@ func (p *Plane) nextFrom(ctx context.Context, subj string, from uint64) (stored,
 }
 
 // Replay calls fn with every retained event of subj whose seq is ≥ from,
-// in order, up to the newest event retained when the call began. It
-// returns the first available seq (the oldest retained seq, or last+1 when
-// nothing is retained) so the caller can announce a gap when from is below
-// it. Events of one subject carry consecutive seqs in stream order, which
-// lets a binary search over stream sequences find the start in O(log n)
-// lookups instead of scanning the subject.
-func (p *Plane) Replay(ctx context.Context, subj string, from uint64, fn func(f []byte, seq uint64) error) (firstAvailable uint64, err error) {
+// in order, up to the newest event retained when the call began. Before
+// the first event it calls onStart (if not nil) with the first available
+// seq: the oldest retained seq, or 0 when nothing is retained, so the
+// caller can announce a gap when from is below it. Events of one subject
+// carry consecutive seqs in stream order, which lets a binary search over
+// stream sequences find the start in O(log n) lookups instead of scanning
+// the subject.
+func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart func(firstAvailable uint64) error, fn func(f []byte, seq uint64) error) (firstAvailable uint64, err error) {
 	last, err := p.events.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil // nothing retained: the caller knows the last seq
+		if onStart != nil {
+			return 0, onStart(0)
+		}
+		return 0, nil
 	}
 	if err != nil {
 		return 0, err
@@ -262,8 +266,19 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, fn func(f 
 		return 0, fmt.Errorf("event without seq on %s", subj)
 	}
 	first, ok, err := p.nextFrom(ctx, subj, 1)
-	if err != nil || !ok {
-		return lastSeq + 1, err
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		if onStart != nil {
+			return 0, onStart(0)
+		}
+		return 0, nil
+	}
+	if onStart != nil {
+		if err := onStart(first.seq); err != nil {
+			return first.seq, err
+		}
 	}
 	if from > lastSeq {
 		return first.seq, nil

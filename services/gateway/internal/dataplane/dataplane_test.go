@@ -86,7 +86,7 @@ func collect(t *testing.T, p *Plane, s string, from uint64) ([]uint64, uint64) {
 	t.Helper()
 	subj, _ := subject.Event(conv, s)
 	var got []uint64
-	first, err := p.Replay(t.Context(), subj, from, func(f []byte, seq uint64) error {
+	first, err := p.Replay(t.Context(), subj, from, nil, func(f []byte, seq uint64) error {
 		if want := fmt.Sprintf(`"data":"%s-%d"`, s, seq); !contains(f, want) {
 			t.Fatalf("frame %s lacks %s", f, want)
 		}
@@ -191,7 +191,7 @@ func BenchmarkReplay1000(b *testing.B) {
 	subj, _ := subject.Event(conv, ss[2])
 	for b.Loop() {
 		n := 0
-		_, _ = p.Replay(context.Background(), subj, 4001, func([]byte, uint64) error { n++; return nil })
+		_, _ = p.Replay(context.Background(), subj, 4001, nil, func([]byte, uint64) error { n++; return nil })
 		if n != 1000 {
 			b.Fatalf("replayed %d", n)
 		}

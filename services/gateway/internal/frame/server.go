@@ -2,6 +2,8 @@ package frame
 
 import (
 	"bytes"
+	"sort"
+	"strconv"
 	"time"
 
 	"github.com/amsrouter/ams/services/internal/jsonw"
@@ -234,4 +236,32 @@ func SeqOf(f []byte) (uint64, bool) {
 		return 0, false
 	}
 	return seq, true
+}
+
+// AppendCursorValue appends a cursor (spec 5.1) for the given positions,
+// sorted by stream id: the form of SSE ids and of the `cursor` frame.
+func AppendCursorValue(b []byte, pos map[string]uint64) []byte {
+	ids := make([]string, 0, len(pos))
+	for id := range pos {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, id...)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, pos[id], 10)
+	}
+	return b
+}
+
+// AppendCursor appends a `cursor` frame [ext]: the resume cursor of a
+// connection the server is about to close (4290 slow_consumer), sent only
+// to clients that connected with a resume cursor.
+func AppendCursor(b []byte, pos map[string]uint64) []byte {
+	b = append(b, `{"type":"cursor","cursor":"`...)
+	b = AppendCursorValue(b, pos)
+	return append(b, `"}`...)
 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,14 @@ type Conn struct {
 	// ownFrom: with self_subscribe, own events up to this seq were already
 	// published when the connection joined and are not delivered.
 	ownFrom uint64
+	// replaying holds, per stream being replayed to this connection, the
+	// live events that arrive meanwhile; they follow the replay.
+	replaying map[*stream]*replayBuf
+
+	// ctx ends when the connection closes (it stops a replay).
+	ctx    context.Context
+	cancel context.CancelFunc
+	space  chan struct{} // signalled when the writer takes frames
 
 	// The outbound queue; guarded by qmu.
 	qmu       sync.Mutex
@@ -69,6 +78,9 @@ type Conn struct {
 	maxFrames int
 	maxBytes  int
 	delivered map[string]uint64 // stream id -> highest seq written
+	// base is, per stream read, the seq the client was told it starts
+	// after: last_seq in peers or stream_joined, or a replay's start - 1.
+	base map[string]uint64
 	closed    bool
 
 	closeOnce sync.Once
@@ -120,7 +132,41 @@ func (c *Conn) Take(dst []Item) []Item {
 	c.q = c.q[:0]
 	c.qBytes = 0
 	c.qmu.Unlock()
+	select {
+	case c.space <- struct{}{}:
+	default:
+	}
 	return dst
+}
+
+var errConnClosed = wireerr.New(wireerr.GoingAway, "connection closed")
+
+// enqueueWait adds a frame, waiting while the queue is over half full: a
+// replay paces itself to the client and leaves room for live events.
+func (c *Conn) enqueueWait(it Item) error {
+	for {
+		c.qmu.Lock()
+		if c.closed {
+			c.qmu.Unlock()
+			return errConnClosed
+		}
+		if len(c.q) < c.maxFrames/2 && c.qBytes+len(it.Frame) <= c.maxBytes/2 || len(c.q) == 0 {
+			wake := len(c.q) == 0
+			c.q = append(c.q, it)
+			c.qBytes += len(it.Frame)
+			c.qmu.Unlock()
+			if wake {
+				c.sink.Wake()
+			}
+			return nil
+		}
+		c.qmu.Unlock()
+		select {
+		case <-c.space:
+		case <-c.ctx.Done():
+			return errConnClosed
+		}
+	}
 }
 
 // Delivered records that the items were written to the client, for the
@@ -139,21 +185,39 @@ func (c *Conn) Delivered(items []Item) {
 	c.lastWrite.Store(time.Now().UnixNano())
 }
 
-// DeliveredCursor returns the highest seq written per stream.
-func (c *Conn) DeliveredCursor() map[string]uint64 {
+// Cursor returns the connection's resume cursor (spec 5.1): per stream
+// read, the seq of the last frame written to the client, else the last_seq
+// it was announced. Resuming from it loses nothing still retained.
+func (c *Conn) Cursor() map[string]uint64 {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
-	out := make(map[string]uint64, len(c.delivered))
-	for k, v := range c.delivered {
+	out := make(map[string]uint64, len(c.base)+len(c.delivered))
+	for k, v := range c.base {
 		out[k] = v
 	}
+	for k, v := range c.delivered {
+		out[k] = max(out[k], v)
+	}
 	return out
+}
+
+// setBase records the announced start of a stream for the cursor.
+func (c *Conn) setBase(streamID string, seq uint64) {
+	c.qmu.Lock()
+	if c.base == nil {
+		c.base = map[string]uint64{}
+	}
+	if _, ok := c.base[streamID]; !ok {
+		c.base[streamID] = seq
+	}
+	c.qmu.Unlock()
 }
 
 // closeWith closes the connection with a catalogue code: the hub forgets
 // it first (leave or grace as the code implies), then the transport closes.
 func (c *Conn) closeWith(code wireerr.Code) {
 	c.closeOnce.Do(func() {
+		c.cancel()
 		c.conv.hub.detach(c, code)
 		c.conv.hub.metrics.closed(code.Close)
 		c.sink.Close(code.Close, code.Name)
@@ -166,6 +230,7 @@ func (c *Conn) closeWith(code wireerr.Code) {
 // stream then stays present for the grace period.
 func (c *Conn) Close(code int, lost bool) {
 	c.closeOnce.Do(func() {
+		c.cancel()
 		c.qmu.Lock()
 		c.closed = true
 		c.q = nil

@@ -293,6 +293,12 @@ func (c *conv) apply(s *stream, f []byte, seq uint64) {
 		if r.own == s && seq <= r.ownFrom {
 			continue
 		}
+		if r.replaying != nil {
+			if rb := r.replaying[s]; rb != nil {
+				rb.buffer(Item{Frame: f, Stream: s, Seq: seq})
+				continue
+			}
+		}
 		r.enqueue(Item{Frame: f, Stream: s, Seq: seq})
 	}
 }
@@ -336,7 +342,7 @@ func (c *conv) repair(s *stream) {
 	var got []ev
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	errStop := errors.New("stop")
-	_, err := c.hub.plane.Replay(ctx, s.subj, from, func(f []byte, seq uint64) error {
+	_, err := c.hub.plane.Replay(ctx, s.subj, from, nil, func(f []byte, seq uint64) error {
 		if seq > to {
 			return errStop
 		}
@@ -503,9 +509,14 @@ func (c *conv) finishLeave(s *stream) {
 	s.held = nil
 	f := frame.AppendStreamLeft(nil, &s.info)
 	for conn := range c.conns {
-		if conn.own != s {
-			conn.enqueue(Item{Frame: f})
+		if conn.own == s {
+			continue
 		}
+		if rb := conn.replaying[s]; rb != nil {
+			rb.buffer(Item{Frame: f}) // after the replayed events
+			continue
+		}
+		conn.enqueue(Item{Frame: f})
 	}
 	for _, r := range s.readers {
 		delete(r.reads, s)
@@ -578,6 +589,7 @@ func (c *conv) register(conn *Conn, s *stream) {
 		return
 	}
 	conn.reads[s] = struct{}{}
+	conn.setBase(s.info.ID, s.info.LastSeq)
 	readers := make([]*Conn, len(s.readers), len(s.readers)+1)
 	copy(readers, s.readers)
 	s.readers = append(readers, conn)

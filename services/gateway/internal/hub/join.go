@@ -6,12 +6,16 @@ import (
 	"time"
 
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
+	"github.com/amsrouter/ams/services/gateway/internal/connreq"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
-var goingAway = wireerr.GoingAway
+var (
+	goingAway    = wireerr.GoingAway
+	slowConsumer = wireerr.SlowConsumer
+)
 
 // JoinRequest is a validated connect request (spec 4.1, 4.2 checks 1–7
 // already passed).
@@ -34,6 +38,8 @@ type JoinRequest struct {
 	// Filter is the read filter; FilterSet false means all streams.
 	Filter    []string
 	FilterSet bool
+	// Cursor asks for a replay (spec 5.1); nil: live events only.
+	Cursor    *connreq.Cursor
 	Batch     bool
 	Transport string
 }
@@ -55,37 +61,47 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 		accountID: req.AccountID, linkID: req.LinkID, observer: req.Observer, batch: req.Batch,
 		selfSub: req.SelfSubscribe, reads: map[*stream]struct{}{},
 		maxFrames: h.cfg.QueueFrames, maxBytes: h.cfg.QueueBytes,
+		space: make(chan struct{}, 1),
 	}
+	conn.ctx, conn.cancel = context.WithCancel(context.Background())
 	if req.FilterSet {
 		conn.filter = newFilter(req.Filter)
 	}
 	if req.Observer {
-		err = h.joinObserver(c, conn)
+		err = h.joinObserver(c, conn, req.Cursor)
 	} else {
 		err = h.joinWriter(ctx, c, conn, req)
 	}
 	if err != nil {
+		conn.cancel()
 		h.release(c)
 		return nil, err
 	}
 	h.metrics.conn(req.Transport, 1)
+	if req.Cursor != nil {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			c.replay(conn, req.Cursor)
+		}()
+	}
 	return conn, nil
 }
 
-func (h *Hub) joinObserver(c *conv, conn *Conn) error {
+func (h *Hub) joinObserver(c *conv, conn *Conn, cursor *connreq.Cursor) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.observers >= h.cfg.MaxObservers {
 		return wireerr.New(wireerr.ObserversFull, "this conversation has its maximum of observers")
 	}
 	c.observers++
-	c.attach(conn, nil, 0, false)
+	c.attach(conn, nil, 0, false, cursor)
 	return nil
 }
 
 // attach queues `joined` and registers conn as a reader of its read set,
 // atomically with respect to every event; c.mu is held.
-func (c *conv) attach(conn *Conn, own *frame.Stream, ownLast uint64, resumed bool) {
+func (c *conv) attach(conn *Conn, own *frame.Stream, ownLast uint64, resumed bool, cursor *connreq.Cursor) {
 	maxAge, maxEvents := c.hub.Retention()
 	j := frame.Joined{
 		ConversationID: c.id,
@@ -111,7 +127,18 @@ func (c *conv) attach(conn *Conn, own *frame.Stream, ownLast uint64, resumed boo
 	for _, s := range c.streams {
 		if s.announced && conn.wantsRead(s) {
 			c.register(conn, s)
+			if s == conn.own {
+				conn.qmu.Lock()
+				conn.base[s.info.ID] = max(conn.base[s.info.ID], ownLast)
+				conn.qmu.Unlock()
+			}
+			if cursor != nil {
+				c.planReplay(conn, s, cursor, ownLast)
+			}
 		}
+	}
+	if cursor != nil {
+		conn.ownFrom = 0
 	}
 }
 
@@ -206,7 +233,7 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 		}
 		own := frame.Stream{ID: sid, Name: req.StreamName, Owner: req.AccountID, Metadata: next.Metadata,
 			PeerIdentity: req.PeerIdentity, LastSeq: last}
-		c.attach(conn, &own, last, resumed)
+		c.attach(conn, &own, last, resumed, req.Cursor)
 		c.mu.Unlock()
 		if resumed && req.MetadataSet && req.Metadata != rec.Metadata {
 			if _, _, err := s.setMetadata(ctx, conn, req.Metadata); err != nil {

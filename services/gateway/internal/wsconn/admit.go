@@ -98,6 +98,7 @@ func (a *Admitter) Admit(ctx context.Context, ns, alias string, raw *connreq.Raw
 		SelfSubscribe: req.SelfSubscribe,
 		Filter:        req.Filter,
 		FilterSet:     req.FilterSet,
+		Cursor:        req.Cursor,
 		Batch:         req.Batch,
 		Transport:     transport,
 	}

@@ -26,7 +26,9 @@ const (
 	MaxMessage   = 1 << 20
 	PingEvery    = 30 * time.Second
 	IdleTimeout  = 90 * time.Second
-	writeTimeout = 10 * time.Second
+	// writeTimeout bounds one frame write: a client that takes no data
+	// for this long is gone.
+	writeTimeout = 30 * time.Second
 	closeWait    = 2 * time.Second
 )
 
@@ -78,6 +80,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.batch = jr.Batch
 	c.observer = jr.Observer
+	c.wantsCursor = jr.Cursor != nil
 	c.run(ctx)
 }
 
@@ -94,9 +97,10 @@ type conn struct {
 	br        *bufio.Reader
 	hc        *hub.Conn
 	log       *slog.Logger
-	batch     bool
-	observer  bool
-	pingEvery time.Duration
+	batch       bool
+	observer    bool
+	wantsCursor bool
+	pingEvery   time.Duration
 	idle      time.Duration
 
 	wake chan struct{}
@@ -104,8 +108,10 @@ type conn struct {
 
 	mu        sync.Mutex
 	pongs     [][]byte // answers to client pings, written by the writer
-	closeCode int      // close frame to send, 0 if none
 	closeText string
+	// closeCode is the close frame to send, 0 if none; the writer checks
+	// it between frames, so a close is not held up behind a long queue.
+	closeCode atomic.Int32
 	closeSent atomic.Bool
 	writerEnd chan struct{}
 }
@@ -122,8 +128,9 @@ func (c *conn) Wake() {
 // is queued, and the reader stops after the peer answers or closeWait.
 func (c *conn) Close(code int, reason string) {
 	c.mu.Lock()
-	if c.closeCode == 0 {
-		c.closeCode, c.closeText = code, reason
+	if c.closeCode.Load() == 0 {
+		c.closeText = reason
+		c.closeCode.Store(int32(code))
 	}
 	c.mu.Unlock()
 	c.Wake()
@@ -340,7 +347,6 @@ func (c *conn) writeLoop() {
 		c.mu.Lock()
 		pongs := c.pongs
 		c.pongs = nil
-		closeCode, closeText := c.closeCode, c.closeText
 		c.mu.Unlock()
 		items = c.hc.Take(items)
 
@@ -356,21 +362,35 @@ func (c *conn) writeLoop() {
 		if pingNow && err == nil {
 			err = ws.WriteFrame(bw, ws.NewPingFrame(nil))
 		}
+		written := items
 		if err == nil {
-			err = c.writeItems(bw, items)
-		}
-		if closeCode != 0 && err == nil {
-			c.closeSent.Store(true)
-			err = ws.WriteFrame(bw, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(closeCode), closeText)))
+			written, err = c.writeItems(bw, items)
 		}
 		if err == nil {
 			err = bw.Flush()
 		}
+		if err == nil {
+			c.hc.Delivered(written)
+		}
+		closeCode := int(c.closeCode.Load())
+		if closeCode != 0 && err == nil {
+			c.mu.Lock()
+			closeText := c.closeText
+			c.mu.Unlock()
+			_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if closeCode == wireerr.SlowConsumer.Close && c.wantsCursor {
+				err = writeText(bw, frame.AppendCursor(nil, c.hc.Cursor()))
+			}
+			c.closeSent.Store(true)
+			if err == nil {
+				err = ws.WriteFrame(bw, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(closeCode), closeText)))
+			}
+			if err == nil {
+				err = bw.Flush()
+			}
+		}
 		bw.Reset(nil)
 		bufPool.Put(bw)
-		if err == nil {
-			c.hc.Delivered(items)
-		}
 		clear(items)
 		items = items[:0]
 		if err != nil {
@@ -388,24 +408,35 @@ func (c *conn) writeLoop() {
 }
 
 // writeItems writes frames: one message each, or with batching arrays of
-// up to 256 frames.
-func (c *conn) writeItems(w *bufio.Writer, items []hub.Item) error {
+// up to 256 frames. It stops early when a close is requested and returns
+// the frames it wrote.
+func (c *conn) writeItems(w *bufio.Writer, items []hub.Item) ([]hub.Item, error) {
 	if !c.batch || len(items) < 2 {
 		for i := range items {
+			if c.closeCode.Load() != 0 {
+				return items[:i], nil
+			}
+			_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := writeText(w, items[i].Frame); err != nil {
-				return err
+				return items[:i], err
 			}
 		}
-		return nil
+		return items, nil
 	}
+	all := items
+	done := 0
 	for len(items) > 0 {
+		if c.closeCode.Load() != 0 {
+			return all[:done], nil
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		n := min(len(items), frame.MaxBatch)
 		size := 1 + n
 		for i := 0; i < n; i++ {
 			size += len(items[i].Frame)
 		}
 		if err := ws.WriteHeader(w, ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(size)}); err != nil {
-			return err
+			return all[:done], err
 		}
 		_ = w.WriteByte('[')
 		for i := 0; i < n; i++ {
@@ -415,11 +446,12 @@ func (c *conn) writeItems(w *bufio.Writer, items []hub.Item) error {
 			_, _ = w.Write(items[i].Frame)
 		}
 		if err := w.WriteByte(']'); err != nil {
-			return err
+			return all[:done], err
 		}
 		items = items[n:]
+		done += n
 	}
-	return nil
+	return all, nil
 }
 
 func writeText(w *bufio.Writer, p []byte) error {

@@ -1,0 +1,244 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/amsrouter/ams/services/gateway/internal/connreq"
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
+	"github.com/amsrouter/ams/services/gateway/internal/presence"
+	"github.com/amsrouter/ams/services/gateway/internal/subject"
+)
+
+// maxReplayBuffer bounds the live events held for one stream while it is
+// replayed to a connection; past it the connection is a slow consumer.
+const maxReplayBuffer = 8192
+
+// replayBuf is one stream's replay to one connection.
+type replayBuf struct {
+	first    uint64 // first wanted seq
+	snapshot uint64 // newest seq delivered here when the replay was planned
+	live     []Item // live events that arrived during the replay
+	overflow bool
+}
+
+// planReplay marks a stream of conn's read set for replay from the
+// cursor's first wanted seq (spec 5.1); c.mu is held.
+func (c *conv) planReplay(conn *Conn, s *stream, cursor *connreq.Cursor, ownLast uint64) {
+	first := uint64(1)
+	if !cursor.All {
+		if pos, ok := cursor.Positions[s.info.ID]; ok {
+			first = min(pos, max(s.info.LastSeq, ownLastOf(conn, s, ownLast))) + 1
+		}
+	}
+	snapshot := s.info.LastSeq
+	if s == conn.own {
+		snapshot = max(snapshot, ownLast)
+	}
+	if first > snapshot {
+		return // nothing missed: live from the next seq
+	}
+	conn.qmu.Lock()
+	if conn.base == nil {
+		conn.base = map[string]uint64{}
+	}
+	conn.base[s.info.ID] = first - 1
+	conn.qmu.Unlock()
+	if conn.replaying == nil {
+		conn.replaying = map[*stream]*replayBuf{}
+	}
+	conn.replaying[s] = &replayBuf{first: first, snapshot: snapshot}
+}
+
+func ownLastOf(conn *Conn, s *stream, ownLast uint64) uint64 {
+	if s == conn.own {
+		return ownLast
+	}
+	return 0
+}
+
+// buffer holds a live event of a stream being replayed to conn; c.mu is
+// held. It reports false when conn is not replaying s.
+func (rb *replayBuf) buffer(it Item) {
+	if len(rb.live) >= maxReplayBuffer {
+		rb.overflow = true
+		return
+	}
+	rb.live = append(rb.live, it)
+}
+
+// replay sends conn what it missed: for each planned stream the retained
+// events from its first wanted seq (after a replay_gap when some are gone),
+// then the live events that arrived meanwhile; then the streams of the
+// cursor that are no longer live, each followed by stream_left.
+func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) {
+	c.mu.Lock()
+	planned := make(map[*stream]*replayBuf, len(conn.replaying))
+	for s, rb := range conn.replaying {
+		planned[s] = rb
+	}
+	c.mu.Unlock()
+
+	n := 0
+	for s, rb := range planned {
+		last, err := c.replayStream(conn, s.subj, &s.info, rb.first, rb.snapshot, s)
+		if last >= rb.first {
+			n += int(last - rb.first + 1)
+		}
+		if err != nil {
+			return // the connection closed
+		}
+		c.mu.Lock()
+		delete(conn.replaying, s)
+		if rb.overflow {
+			c.mu.Unlock()
+			go conn.closeWith(slowConsumer)
+			return
+		}
+		for _, it := range rb.live {
+			switch {
+			case it.Stream == nil: // stream_left, after the events
+				conn.enqueue(it)
+			case it.Seq > last:
+				conn.enqueue(it)
+				last = it.Seq
+			}
+		}
+		c.mu.Unlock()
+	}
+	c.hub.metrics.replay(n)
+	if cursor.All {
+		return
+	}
+	// Streams in the cursor that are no longer live here.
+	for _, id := range cursor.Order {
+		c.mu.Lock()
+		s := c.streams[id]
+		live := s != nil && s.announced
+		c.mu.Unlock()
+		if live {
+			continue
+		}
+		if err := c.replayLeft(conn, id, cursor.Positions[id]+1); err != nil {
+			return
+		}
+	}
+}
+
+// replayStream enqueues the retained events of one stream from first up
+// to snapshot (0: to the newest retained) and returns the last seq sent.
+// JetStream stores an event just after live subscribers get it, so when
+// the newest events are not stored yet it waits a little for them.
+func (c *conv) replayStream(conn *Conn, subj string, info *frame.Stream, first, snapshot uint64, s *stream) (uint64, error) {
+	last := first - 1
+	errStop := errors.New("stop")
+	gapSent := false
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(conn.ctx, 10*time.Second)
+		_, err := c.hub.plane.Replay(ctx, subj, last+1,
+			func(firstAvailable uint64) error {
+				if gapSent || last+1 >= firstAvailable && firstAvailable != 0 {
+					return nil
+				}
+				avail := firstAvailable
+				if avail == 0 { // nothing retained
+					if snapshot == 0 || snapshot < last+1 {
+						return nil
+					}
+					avail = snapshot + 1
+				}
+				gapSent = true
+				g := frame.AppendReplayGap(nil, info, last+1, avail)
+				if err := conn.enqueueWait(Item{Frame: g}); err != nil {
+					return err
+				}
+				last = avail - 1
+				return nil
+			},
+			func(f []byte, seq uint64) error {
+				if snapshot != 0 && seq > snapshot {
+					return errStop
+				}
+				if seq > last+1 {
+					// Evicted from the middle (the total byte cap).
+					g := frame.AppendReplayGap(nil, info, last+1, seq)
+					if err := conn.enqueueWait(Item{Frame: g}); err != nil {
+						return err
+					}
+				}
+				if err := conn.enqueueWait(Item{Frame: f, Stream: s, Seq: seq}); err != nil {
+					return err
+				}
+				last = seq
+				return nil
+			})
+		cancel()
+		if err != nil && !errors.Is(err, errStop) {
+			if conn.ctx.Err() != nil {
+				return last, err
+			}
+			c.hub.log.Warn("replay failed", "conversation_id", c.id, "stream_id", info.ID, "err", err)
+			return last, nil
+		}
+		if snapshot == 0 || last >= snapshot || time.Now().After(deadline) {
+			if snapshot != 0 && last < snapshot {
+				// Never stored: say so rather than skip silently.
+				g := frame.AppendReplayGap(nil, info, last+1, snapshot+1)
+				if err := conn.enqueueWait(Item{Frame: g}); err != nil {
+					return last, err
+				}
+				last = snapshot
+			}
+			return last, nil
+		}
+		select {
+		case <-conn.ctx.Done():
+			return last, conn.ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// replayLeft replays a stream of the cursor that is no longer live, if it
+// passes exclusion and the filter, then announces its stream_left.
+func (c *conv) replayLeft(conn *Conn, streamID string, first uint64) error {
+	key, err := subject.PresenceKey(c.id, streamID)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(conn.ctx, 5*time.Second)
+	rec, _, ok, err := presence.Get(ctx, c.hub.plane.Presence, key)
+	cancel()
+	if err != nil || !ok || rec.State != presence.Left {
+		return nil // unknown ids are ignored
+	}
+	info := frame.Stream{ID: rec.StreamID, Name: rec.Name, Owner: rec.Owner, Metadata: rec.Metadata,
+		PeerIdentity: rec.PeerIdentity, LastSeq: rec.LastSeq}
+	c.mu.Lock()
+	own := conn.own != nil && conn.own.info.ID == streamID
+	wanted := (!own || conn.selfSub) && conn.filter.matchInfo(&info)
+	c.mu.Unlock()
+	if !wanted {
+		return nil
+	}
+	subj, _ := subject.Event(c.id, streamID)
+	if first <= rec.LastSeq {
+		if _, err := c.replayStream(conn, subj, &info, first, rec.LastSeq, nil); err != nil {
+			return err
+		}
+	}
+	return conn.enqueueWait(Item{Frame: frame.AppendStreamLeft(nil, &info)})
+}
+
+func (f *filter) matchInfo(s *frame.Stream) bool {
+	if f == nil {
+		return true
+	}
+	if _, ok := f.ids[s.ID]; ok {
+		return true
+	}
+	_, ok := f.names[s.Name]
+	return ok
+}
