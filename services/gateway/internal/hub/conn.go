@@ -80,8 +80,8 @@ type Conn struct {
 	delivered map[string]uint64 // stream id -> highest seq written
 	// base is, per stream read, the seq the client was told it starts
 	// after: last_seq in peers or stream_joined, or a replay's start - 1.
-	base map[string]uint64
-	closed    bool
+	base   map[string]uint64
+	closed bool
 
 	closeOnce sync.Once
 	done      atomic.Bool

@@ -23,9 +23,9 @@ import (
 
 // Defaults of spec 4.2 and 4.5.
 const (
-	MaxMessage   = 1 << 20
-	PingEvery    = 30 * time.Second
-	IdleTimeout  = 90 * time.Second
+	MaxMessage  = 1 << 20
+	PingEvery   = 30 * time.Second
+	IdleTimeout = 90 * time.Second
 	// writeTimeout bounds one frame write: a client that takes no data
 	// for this long is gone.
 	writeTimeout = 30 * time.Second
@@ -93,15 +93,15 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // conn is one WebSocket connection.
 type conn struct {
-	nc        net.Conn
-	br        *bufio.Reader
-	hc        *hub.Conn
-	log       *slog.Logger
+	nc          net.Conn
+	br          *bufio.Reader
+	hc          *hub.Conn
+	log         *slog.Logger
 	batch       bool
 	observer    bool
 	wantsCursor bool
 	pingEvery   time.Duration
-	idle      time.Duration
+	idle        time.Duration
 
 	wake chan struct{}
 	done chan struct{}
