@@ -45,6 +45,10 @@ type dialOpts struct {
 	header        http.Header
 	query         string
 	protocols     []string
+	// noRead leaves the connection unread until startReading.
+	noRead bool
+	// httpClient, if set, makes the handshake (a custom dialer, say).
+	httpClient *http.Client
 }
 
 // connectURL turns a magic link into its /connect URL.
@@ -96,16 +100,21 @@ func dialURL(t testing.TB, u string, o dialOpts) *client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h, Subprotocols: o.protocols})
+	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h, Subprotocols: o.protocols, HTTPClient: o.httpClient})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	ws.SetReadLimit(4 << 20)
 	c := &client{t: t, ws: ws, resp: resp, msgs: make(chan msg, 1<<16), done: make(chan struct{})}
-	go c.readLoop()
+	if !o.noRead {
+		go c.readLoop()
+	}
 	t.Cleanup(func() { _ = ws.CloseNow() })
 	return c
 }
+
+// startReading starts reading a connection dialed with noRead.
+func (c *client) startReading() { go c.readLoop() }
 
 func (c *client) readLoop() {
 	defer close(c.done)

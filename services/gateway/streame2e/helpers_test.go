@@ -290,3 +290,32 @@ func hdr(kv ...string) http.Header {
 	}
 	return h
 }
+
+// joinEventually dials u until it is joined rather than refused, for at
+// most 5 s (a state change the server makes just after a close
+// handshake), and returns the joined client.
+func joinEventually(t testing.TB, u string, o dialOpts) *client {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := dialURL(t, u, o)
+		select {
+		case m := <-c.msgs:
+			if m.m["type"] != "joined" {
+				t.Fatalf("first frame %s, want joined", m.raw)
+			}
+			return c
+		case <-c.done:
+			select {
+			case m := <-c.msgs:
+				t.Fatalf("connection ended after %s", m.raw)
+			default:
+			}
+		case <-time.After(wait):
+			t.Fatalf("neither joined nor closed within %s", wait)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused after 5 s: %v", c.closeErr)
+		}
+	}
+}
