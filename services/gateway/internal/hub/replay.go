@@ -89,23 +89,37 @@ func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) {
 		if err != nil {
 			return // the connection closed
 		}
-		c.mu.Lock()
-		delete(conn.replaying, s)
-		if rb.overflow {
+		// Drain what arrived live meanwhile, paced like the replay; switch
+		// the stream to direct delivery once the buffer is empty under the
+		// lock, so nothing slips between.
+		for {
+			c.mu.Lock()
+			if rb.overflow {
+				delete(conn.replaying, s)
+				c.mu.Unlock()
+				go conn.closeWith(slowConsumer)
+				return
+			}
+			batch := rb.live
+			rb.live = nil
+			if len(batch) == 0 {
+				delete(conn.replaying, s)
+				c.mu.Unlock()
+				break
+			}
 			c.mu.Unlock()
-			go conn.closeWith(slowConsumer)
-			return
-		}
-		for _, it := range rb.live {
-			switch {
-			case it.Stream == nil: // stream_left, after the events
-				conn.enqueue(it)
-			case it.Seq > last:
-				conn.enqueue(it)
-				last = it.Seq
+			for _, it := range batch {
+				if it.Stream != nil && it.Seq <= last {
+					continue
+				}
+				if err := conn.enqueueWait(it); err != nil {
+					return
+				}
+				if it.Stream != nil {
+					last = it.Seq
+				}
 			}
 		}
-		c.mu.Unlock()
 	}
 	c.hub.metrics.replay(n)
 	if cursor.All {
