@@ -104,7 +104,7 @@ func TestC49BrowserPath(t *testing.T) {
 			}
 		}
 		c.sendRaw([]byte(`[{"type":"token","data":"batched"}]`)) // batch=true
-		c.wantToken("viaquery", "batched", 1)                      // self_subscribe=1
+		c.wantToken("viaquery", "batched", 1)                    // self_subscribe=1
 		peer.until("token", wait)
 		c.close()
 		o := dialURL(t, u+"&observe=1", dialOpts{})
