@@ -62,7 +62,11 @@ func parseDockerfile(t *testing.T) *dockerfile {
 	}
 	var lints []string
 	lint := linter.New(&linter.Config{Warn: func(rule, desc, url, msg string, loc []parser.Range) {
-		lints = append(lints, fmt.Sprintf("%s (line %v): %s", rule, loc, msg))
+		line := 0
+		if len(loc) > 0 {
+			line = loc[0].Start.Line
+		}
+		lints = append(lints, fmt.Sprintf("line %d: %s: %s", line, rule, msg))
 	}})
 	stages, metaArgs, err := instructions.Parse(res.AST, lint)
 	if err != nil {
