@@ -68,6 +68,9 @@ type Config struct {
 	Data dataplane.Config
 	// Hub configures the stream plane: queue bounds, grace, liveness.
 	Hub hub.Config
+	// SendBuffer fixes the kernel send buffer of each client connection
+	// (bytes); 0 lets the kernel size it.
+	SendBuffer int
 }
 
 func (c *Config) defaults() {
@@ -242,9 +245,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		},
 		Handlers: httpapi.Handlers{
 			Connect: &wsconn.Handler{
-				Log:      log,
-				Admitter: &wsconn.Admitter{Auth: g.auth, Admission: g.adm},
-				Hub:      g.hub,
+				Log:        log,
+				Admitter:   &wsconn.Admitter{Auth: g.auth, Admission: g.adm},
+				Hub:        g.hub,
+				SendBuffer: cfg.SendBuffer,
 			},
 		},
 	})

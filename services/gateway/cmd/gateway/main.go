@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Duration(&cfg.Hub.DeadAfter, "gateway-dead-after", 10*time.Second, "silence after which another gateway is considered gone")
 	fs.Int(&cfg.Hub.QueueFrames, "queue-frames", 1024, "outbound queue bound per connection, in frames")
 	fs.Int(&cfg.Hub.QueueBytes, "queue-bytes", 8<<20, "outbound queue bound per connection, in bytes")
+	fs.Int(&cfg.SendBuffer, "send-buffer", 0, "kernel send buffer per client connection in bytes (0: the kernel sizes it)")
 	fs.Secret(&pepper, "derivation-pepper", true, "secret pepper of derived ids, shared by every gateway")
 	fs.String(&logFormat, "log-format", "json", "log format: json or text")
 	fs.String(&logLvl, "log-level", "info", "log level: debug, info, warn, error")

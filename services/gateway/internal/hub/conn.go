@@ -123,20 +123,38 @@ func (c *Conn) enqueue(it Item) {
 	}
 }
 
-// Take moves the queued frames into dst (reused by the caller) and
-// returns it. The writer calls it after each Wake.
-func (c *Conn) Take(dst []Item) []Item {
+// Take batch bounds: a writer takes at most this much per socket write,
+// so frames it has not written stay in the queue and count against the
+// queue's bound (a slow reader overflows it and is closed, instead of
+// the writer holding an unbounded batch).
+const (
+	TakeFrames = 256
+	TakeBytes  = 256 << 10
+)
+
+// Take moves up to TakeFrames / TakeBytes of the oldest queued frames into
+// dst (reused by the caller) and returns it, with more = true when frames
+// remain queued. The writer calls it after each Wake and until more is
+// false.
+func (c *Conn) Take(dst []Item) (items []Item, more bool) {
 	c.qmu.Lock()
-	dst = append(dst[:0], c.q...)
-	clear(c.q)
-	c.q = c.q[:0]
-	c.qBytes = 0
+	n, size := 0, 0
+	for n < len(c.q) && n < TakeFrames && (n == 0 || size+len(c.q[n].Frame) <= TakeBytes) {
+		size += len(c.q[n].Frame)
+		n++
+	}
+	dst = append(dst[:0], c.q[:n]...)
+	rest := copy(c.q, c.q[n:])
+	clear(c.q[rest:])
+	c.q = c.q[:rest]
+	c.qBytes -= size
+	more = rest > 0
 	c.qmu.Unlock()
 	select {
 	case c.space <- struct{}{}:
 	default:
 	}
-	return dst
+	return dst, more
 }
 
 var errConnClosed = wireerr.New(wireerr.GoingAway, "connection closed")

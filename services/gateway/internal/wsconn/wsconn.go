@@ -41,6 +41,11 @@ type Handler struct {
 	SSE http.Handler
 	// PingEvery and IdleTimeout override the keepalive defaults (tests).
 	PingEvery, IdleTimeout time.Duration
+	// SendBuffer, if not 0, fixes each connection's kernel send buffer in
+	// bytes. By default the kernel sizes it (up to megabytes), which lets
+	// a slow reader fall that much further behind before its queue
+	// overflows.
+	SendBuffer int
 }
 
 // ServeHTTP upgrades and runs one connection until it ends.
@@ -62,6 +67,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
 		return // the upgrader answered the handshake error
+	}
+	if h.SendBuffer > 0 {
+		if sb, ok := nc.(interface{ SetWriteBuffer(int) error }); ok {
+			_ = sb.SetWriteBuffer(h.SendBuffer)
+		}
 	}
 	c := &conn{
 		nc: nc, br: rw.Reader, log: h.Log,
@@ -348,7 +358,11 @@ func (c *conn) writeLoop() {
 		pongs := c.pongs
 		c.pongs = nil
 		c.mu.Unlock()
-		items = c.hc.Take(items)
+		var more bool
+		items, more = c.hc.Take(items)
+		if more {
+			c.Wake() // come back for the rest after this write
+		}
 
 		bw := bufPool.Get().(*bufio.Writer)
 		bw.Reset(c.nc)
