@@ -143,6 +143,7 @@ func TestC42BadFrames(t *testing.T) {
 	})
 	t.Run("fragmented frame", func(t *testing.T) {
 		t.Parallel()
+		r := newRoom(t, sys, credA, "alice", "fragmented") // alone: no membership frames
 		c, _ := r.join(t, 0, dialOpts{credential: credB, streamName: "fragmented", selfSubscribe: true})
 		w, err := c.ws.Writer(context.Background(), websocket.MessageText)
 		if err != nil {
@@ -160,6 +161,7 @@ func TestC42BadFrames(t *testing.T) {
 	})
 	t.Run("escaped member names", func(t *testing.T) {
 		t.Parallel()
+		r := newRoom(t, sys, credA, "alice", "escaped") // alone: no membership frames
 		c, _ := r.join(t, 0, dialOpts{credential: credB, streamName: "escaped", selfSubscribe: true})
 		c.sendRaw([]byte(`{"\u0074ype":"p\u0069ng"}`))
 		c.expect("pong")

@@ -133,7 +133,11 @@ func TestC29C30Membership(t *testing.T) {
 	pi := `{"kind":"human"}`
 
 	a, ja := r.join(t, 0, dialOpts{credential: credA, streamName: "a", metadata: `{"r":1}`})
+	// A token before the others join, applied once an observer (seen by
+	// nobody) has it: then every later joiner sees a's last_seq 1.
+	obs, _ := r.join(t, 0, dialOpts{observe: true})
 	a.token("before b")
+	obs.wantToken("a", "before b", 1)
 	b, jb := r.join(t, 0, dialOpts{credential: credB, streamName: "b", peerIdentity: pi})
 	c, jc := r.join(t, 0, dialOpts{credential: credA, streamName: "c"})
 	ida, idb, idc := ja["stream_id"].(string), jb["stream_id"].(string), jc["stream_id"].(string)
