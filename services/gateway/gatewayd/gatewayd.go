@@ -25,6 +25,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/authcache"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
+	"github.com/amsrouter/ams/services/gateway/internal/httpstream"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
 	"github.com/amsrouter/ams/services/gateway/internal/metrics"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
@@ -226,6 +227,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	_ = g.adm.Keys.Refresh(sctx)
 	cancel()
 
+	admitter := &wsconn.Admitter{Auth: g.auth, Admission: g.adm}
 	g.api = httpapi.New(httpapi.Deps{
 		Log:       log,
 		Metrics:   g.metrics,
@@ -246,10 +248,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Handlers: httpapi.Handlers{
 			Connect: &wsconn.Handler{
 				Log:        log,
-				Admitter:   &wsconn.Admitter{Auth: g.auth, Admission: g.adm},
+				Admitter:   admitter,
 				Hub:        g.hub,
 				SendBuffer: cfg.SendBuffer,
+				SSE:        &httpstream.SSE{Log: log, Admitter: admitter, Hub: g.hub},
 			},
+			Tokens:   &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub},
+			Metadata: &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub, Metadata: true},
 		},
 	})
 

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,6 +27,7 @@ import (
 // Names of the JetStream assets.
 const (
 	EventsStream   = "AMS_EVENTS"
+	DedupeStream   = "AMS_DEDUPE"
 	PresenceBucket = "AMS_PRESENCE"
 	GatewaysBucket = "AMS_GATEWAYS"
 )
@@ -61,6 +63,8 @@ type Config struct {
 	Mode PublishMode
 	// Memory stores everything in memory instead of files (tests).
 	Memory bool
+	// DedupeWindow is how long an idempotent emit's tag is remembered.
+	DedupeWindow time.Duration
 }
 
 // Defaults of spec 5.1 and of this deployment.
@@ -69,6 +73,7 @@ const (
 	DefaultMaxEvents    = 10_000
 	DefaultMaxBytes     = 1 << 30
 	DefaultRecordMaxAge = 30 * 24 * time.Hour
+	DefaultDedupeWindow = 10 * time.Minute
 	duplicatesWindow    = 2 * time.Minute
 )
 
@@ -91,6 +96,9 @@ func (c *Config) defaults() {
 	if c.Mode == "" {
 		c.Mode = PublishCore
 	}
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = DefaultDedupeWindow
+	}
 }
 
 // Plane holds the JetStream handles.
@@ -99,6 +107,7 @@ type Plane struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	events   jetstream.Stream
+	dedupe   jetstream.Stream
 	Presence jetstream.KeyValue
 	Gateways jetstream.KeyValue
 
@@ -143,6 +152,21 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Plane, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create events stream: %w", err)
+	}
+	p.dedupe, err = p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              DedupeStream,
+		Description:       "AMS idempotent emit tags",
+		Subjects:          []string{"ams.dedupe.>"},
+		Storage:           storage,
+		Replicas:          cfg.Replicas,
+		Discard:           jetstream.DiscardOld,
+		MaxAge:            cfg.DedupeWindow,
+		MaxMsgsPerSubject: 1,
+		Duplicates:        cfg.DedupeWindow,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create dedupe stream: %w", err)
 	}
 	p.Presence, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      PresenceBucket,
@@ -401,4 +425,31 @@ func (p *Plane) readBatch(ctx context.Context, sub *nats.Subscription, to uint64
 			done = true
 		}
 	}
+}
+
+// ClaimTag records an idempotency tag of a stream with the seqs it was
+// given. It returns the seqs of the first claim and whether this call made
+// it: a retry of a tagged emit within the window finds the original seqs.
+// JetStream's message de-duplication (Nats-Msg-Id) decides the race.
+func (p *Plane) ClaimTag(ctx context.Context, subj, tag string, first, last uint64) (origFirst, origLast uint64, claimed bool, err error) {
+	body := strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
+	m := &nats.Msg{Subject: subj, Data: []byte(body), Header: nats.Header{jetstream.MsgIDHeader: []string{tag}}}
+	ack, err := p.js.PublishMsg(ctx, m)
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("claim tag: %w", err)
+	}
+	if !ack.Duplicate {
+		return first, last, true, nil
+	}
+	orig, err := p.dedupe.GetLastMsgForSubject(ctx, subj)
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("read claimed tag: %w", err)
+	}
+	a, b, ok := strings.Cut(string(orig.Data), "-")
+	if !ok {
+		return 0, 0, false, errors.New("malformed tag record")
+	}
+	origFirst, _ = strconv.ParseUint(a, 10, 64)
+	origLast, _ = strconv.ParseUint(b, 10, 64)
+	return origFirst, origLast, false, nil
 }

@@ -194,3 +194,44 @@ func BenchmarkAppendToken(b *testing.B) {
 		buf = AppendToken(buf[:0], s, ts, "The quick brown fox jumps over the lazy dog", 12345)
 	}
 }
+
+func TestDecodeEmitBody(t *testing.T) {
+	ok := []struct {
+		body string
+		want []string
+	}{
+		{`{"data":"x"}`, []string{"x"}},
+		{`{"data":""}`, []string{""}},
+		{`{"tokens":["a","\ud83d\ude00",""]}`, []string{"a", "😀", ""}},
+		{` {"tokens":["a"],"extra":1} `, []string{"a"}},
+	}
+	for _, tt := range ok {
+		got, err := DecodeEmitBody([]byte(tt.body))
+		if err != nil || strings.Join(got, "|") != strings.Join(tt.want, "|") {
+			t.Errorf("%s: %q %v", tt.body, got, err)
+		}
+	}
+	bad := []struct{ body, code string }{
+		{`nope`, "invalid_json"},
+		{`[1]`, "invalid_json"},
+		{``, "invalid_json"},
+		{`{}`, "invalid_token_data"},
+		{`{"data":"a","tokens":["b"]}`, "invalid_token_data"},
+		{`{"data":1}`, "invalid_token_data"},
+		{`{"data":"\ud800"}`, "invalid_token_data"},
+		{`{"tokens":[]}`, "invalid_token_data"},
+		{`{"tokens":"a"}`, "invalid_token_data"},
+		{`{"tokens":["a",2]}`, "invalid_token_data"},
+		{`{"tokens":[` + strings.Repeat(`"a",`, 256) + `"a"]}`, "invalid_token_data"},
+		{`{"data":"` + strings.Repeat("a", MaxData+1) + `"}`, "token_too_large"},
+	}
+	for _, tt := range bad {
+		_, err := DecodeEmitBody([]byte(tt.body))
+		if code(err) != tt.code {
+			t.Errorf("%.40s: got %q, want %q", tt.body, code(err), tt.code)
+		}
+	}
+	if TypeOf([]byte(`{"type":"stream_left","x":1}`)) != "stream_left" || TypeOf([]byte(`{}`)) != "" {
+		t.Error("TypeOf")
+	}
+}

@@ -117,6 +117,7 @@ type Hub struct {
 
 	nextConn atomic.Uint64
 	handoff  *nats.Subscription
+	emits    *nats.Subscription
 	draining atomic.Bool
 	wg       sync.WaitGroup
 }
@@ -140,6 +141,14 @@ func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Me
 	h.handoff, err = plane.Conn().Subscribe(subj, h.onHandoff)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe handoff: %w", err)
+	}
+	subj, err = subject.Emit(cfg.Gateway)
+	if err != nil {
+		return nil, err
+	}
+	h.emits, err = plane.Conn().Subscribe(subj, h.onEmit)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe emits: %w", err)
 	}
 	return h, nil
 }
@@ -211,6 +220,9 @@ func (h *Hub) Drain(ctx context.Context) {
 	}
 	if h.handoff != nil {
 		_ = h.handoff.Unsubscribe()
+	}
+	if h.emits != nil {
+		_ = h.emits.Unsubscribe()
 	}
 }
 

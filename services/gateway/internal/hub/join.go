@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -428,6 +429,21 @@ func (conn *Conn) Emit(data string) (uint64, time.Time, error) {
 	}
 	conn.conv.hub.metrics.frameIn("token")
 	return conn.own.emit(conn, data)
+}
+
+// EmitTagged publishes a token with an idempotency tag: a retry with the
+// same tag (after a reconnect, on any gateway) is stored and delivered
+// once. It returns the token's seq (the original one for a retry).
+func (conn *Conn) EmitTagged(ctx context.Context, data, tag string) (uint64, time.Time, error) {
+	if conn.own == nil {
+		return 0, time.Time{}, wireerr.New(wireerr.ReadOnly, "observers cannot emit")
+	}
+	conn.conv.hub.metrics.frameIn("token")
+	first, _, ts, err := conn.own.emitTokens(ctx, conn, []string{data}, tag)
+	if errors.Is(err, errNotHeld) {
+		err = errDisplaced
+	}
+	return first, ts, err
 }
 
 // SetMetadata replaces the stream's metadata (spec 4.4).

@@ -8,6 +8,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
+	"github.com/amsrouter/ams/services/gateway/internal/subject"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
@@ -59,7 +60,10 @@ func (s *stream) isLocal() bool {
 	return s.local
 }
 
-var errDisplaced = wireerr.New(wireerr.StreamDisplaced, "the stream moved to another connection")
+var (
+	errDisplaced = wireerr.New(wireerr.StreamDisplaced, "the stream moved to another connection")
+	errNotHeld   = wireerr.New(wireerr.StreamNotLive, "the stream is not held here")
+)
 
 // emit publishes one token on the stream for connection c, which must be
 // its writer.
@@ -71,22 +75,64 @@ func (s *stream) emit(c *Conn, data string) (uint64, time.Time, error) {
 		return 0, ts, errDisplaced
 	}
 	seq := s.nextSeq
-	f := frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
-	if err := s.conv.hub.plane.Publish(s.subj, f, dataplane.MsgID(s.info.ID, seq)); err != nil {
+	if err := s.publishToken(data, seq, ts); err != nil {
 		return 0, ts, err
 	}
 	s.nextSeq++
 	return seq, ts, nil
 }
 
+func (s *stream) publishToken(data string, seq uint64, ts time.Time) error {
+	f := frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
+	return s.conv.hub.plane.Publish(s.subj, f, dataplane.MsgID(s.info.ID, seq))
+}
+
+// emitTokens publishes tokens in order on a stream this gateway holds:
+// for connection c (which must be its writer), or for c == nil on behalf of
+// its owner from another transport (HTTP emit). A tagged emit is recorded
+// under its tag first; a retry with the same tag publishes nothing and
+// returns the seqs of the original.
+func (s *stream) emitTokens(ctx context.Context, c *Conn, tokens []string, tag string) (first, last uint64, ts time.Time, err error) {
+	ts = time.Now()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.local || (c != nil && s.writer != c) {
+		return 0, 0, ts, errNotHeld
+	}
+	first, last = s.nextSeq, s.nextSeq+uint64(len(tokens))-1
+	if tag != "" {
+		subj, err := subject.Dedupe(s.conv.id, s.info.ID, tag)
+		if err != nil {
+			return 0, 0, ts, err
+		}
+		of, ol, claimed, err := s.conv.hub.plane.ClaimTag(ctx, subj, tag, first, last)
+		if err != nil {
+			return 0, 0, ts, err
+		}
+		if !claimed {
+			return of, ol, ts, nil
+		}
+	}
+	for i, d := range tokens {
+		if err := s.publishToken(d, first+uint64(i), ts); err != nil {
+			return 0, 0, ts, err
+		}
+		s.nextSeq++
+	}
+	return first, last, ts, nil
+}
+
 // setMetadata publishes a stream_metadata event and records the new
-// metadata for later joiners.
+// metadata for later joiners; c as for emitTokens.
 func (s *stream) setMetadata(ctx context.Context, c *Conn, metadata string) (uint64, time.Time, error) {
 	ts := time.Now()
 	s.wmu.Lock()
-	if s.writer != c || !s.local {
+	if !s.local || (c != nil && s.writer != c) {
 		s.wmu.Unlock()
-		return 0, ts, errDisplaced
+		if c != nil {
+			return 0, ts, errDisplaced
+		}
+		return 0, ts, errNotHeld
 	}
 	seq := s.nextSeq
 	f := frame.AppendStreamMetadata(nil, &s.wire, metadata, ts, seq)

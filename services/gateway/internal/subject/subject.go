@@ -8,6 +8,8 @@
 package subject
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 
@@ -93,4 +95,26 @@ func ValidGatewayName(s string) bool {
 		}
 	}
 	return true
+}
+
+// DedupePrefix is the prefix of idempotency tag subjects.
+const DedupePrefix = "ams.dedupe."
+
+// Dedupe is the subject recording one idempotency tag of a stream:
+// ams.dedupe.<conversation>.<stream>.<hash>. The tag, chosen by clients,
+// enters only as a hex digest.
+func Dedupe(conversationID, streamID, tag string) (string, error) {
+	if !ids.ConversationIDRe.MatchString(conversationID) || !ids.ValidStreamID(streamID) {
+		return "", ErrInvalid
+	}
+	sum := sha256.Sum256([]byte(tag))
+	return DedupePrefix + conversationID + "." + streamID + "." + hex.EncodeToString(sum[:16]), nil
+}
+
+// Emit is the subject a gateway answers emits for the streams it holds.
+func Emit(gateway string) (string, error) {
+	if !ValidGatewayName(gateway) {
+		return "", ErrInvalid
+	}
+	return HandoffPrefix + gateway + ".emit", nil
 }

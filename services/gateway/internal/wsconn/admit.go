@@ -30,56 +30,76 @@ type Admitter struct {
 	Admission *admission.Checker
 }
 
-// Admit applies checks 1–7 of spec 4.2 in order and returns the join
-// request for the hub, or the first failing check's error.
-func (a *Admitter) Admit(ctx context.Context, ns, alias string, raw *connreq.Raw, transport string) (hub.JoinRequest, connreq.Request, error) {
-	var jr hub.JoinRequest
+// Authorized is the outcome of checks 1–4: the conversation, the link that
+// admitted the caller and the caller's account ("" for an observer
+// without a credential).
+type Authorized struct {
+	Conversation *admission.Conversation
+	Admission    admission.Admission
+	AccountID    string
+}
+
+// Authorize applies checks 1–4 of spec 4.2 in order: the token, the
+// conversation (before the token is checked), the token, the credential
+// (optional for an observer when optionalCredential is set).
+func (a *Admitter) Authorize(ctx context.Context, ns, alias string, raw *connreq.Raw, optionalCredential bool) (Authorized, error) {
+	var out Authorized
 	// 1. A token.
 	if raw.Token == "" {
-		return jr, connreq.Request{}, wireerr.New(wireerr.InvalidMagicLink, "the link token t is missing")
+		return out, wireerr.New(wireerr.InvalidMagicLink, "the link token t is missing")
 	}
 	// 2. The conversation, before the token is checked.
 	if !ids.ValidNamespace(ns) || !ids.ValidAlias(alias) {
-		return jr, connreq.Request{}, wireerr.New(wireerr.ConversationNotFound, "no such conversation")
+		return out, wireerr.New(wireerr.ConversationNotFound, "no such conversation")
 	}
 	conv, err := a.Admission.Conversation(ctx, ns, alias)
 	if errors.Is(err, admission.ErrNoConversation) {
-		return jr, connreq.Request{}, wireerr.New(wireerr.ConversationNotFound, "no such conversation")
+		return out, wireerr.New(wireerr.ConversationNotFound, "no such conversation")
 	}
 	if err != nil {
-		return jr, connreq.Request{}, internal(err)
+		return out, internal(err)
 	}
+	out.Conversation = conv
 	// 3. The token.
-	adm, err := a.Admission.Verify(conv, raw.Token)
+	out.Admission, err = a.Admission.Verify(conv, raw.Token)
 	switch {
 	case err == nil:
 	case errors.Is(err, admission.ErrExpired):
-		return jr, connreq.Request{}, wireerr.New(wireerr.LinkExpired, "the link has expired")
+		return out, wireerr.New(wireerr.LinkExpired, "the link has expired")
 	case errors.Is(err, admission.ErrRevoked):
-		return jr, connreq.Request{}, wireerr.New(wireerr.LinkRevoked, "the link was revoked")
+		return out, wireerr.New(wireerr.LinkRevoked, "the link was revoked")
 	case errors.Is(err, admission.ErrInvalid):
-		return jr, connreq.Request{}, wireerr.New(wireerr.InvalidMagicLink, "the link token is not valid for this conversation")
+		return out, wireerr.New(wireerr.InvalidMagicLink, "the link token is not valid for this conversation")
 	default:
-		return jr, connreq.Request{}, internal(err)
+		return out, internal(err)
 	}
-	// 4. The credential (optional for observers).
-	observe := connreq.Flag(raw.Observe)
+	// 4. The credential.
 	if raw.BearerWithoutProtocol {
-		return jr, connreq.Request{}, wireerr.New(wireerr.InvalidCredential, "ams.bearer.* requires the ams.v1 subprotocol")
+		return out, wireerr.New(wireerr.InvalidCredential, "ams.bearer.* requires the ams.v1 subprotocol")
 	}
-	var accountID string
 	switch {
 	case raw.HasCredential:
 		acc, err := a.Auth.Authenticate(ctx, raw.Credential)
 		if err != nil {
 			if we, ok := wireerr.As(err); ok && we.Code.Name == wireerr.InvalidCredential.Name {
-				return jr, connreq.Request{}, we
+				return out, we
 			}
-			return jr, connreq.Request{}, internal(err)
+			return out, internal(err)
 		}
-		accountID = acc.ID
-	case !observe:
-		return jr, connreq.Request{}, wireerr.New(wireerr.InvalidCredential, "a Bearer credential is required")
+		out.AccountID = acc.ID
+	case !optionalCredential:
+		return out, wireerr.New(wireerr.InvalidCredential, "a Bearer credential is required")
+	}
+	return out, nil
+}
+
+// Admit applies checks 1–7 of spec 4.2 in order and returns the join
+// request for the hub, or the first failing check's error.
+func (a *Admitter) Admit(ctx context.Context, ns, alias string, raw *connreq.Raw, transport string) (hub.JoinRequest, connreq.Request, error) {
+	var jr hub.JoinRequest
+	auth, err := a.Authorize(ctx, ns, alias, raw, connreq.Flag(raw.Observe))
+	if err != nil {
+		return jr, connreq.Request{}, err
 	}
 	// 5–7. Headers.
 	req, err := raw.Parse()
@@ -87,9 +107,9 @@ func (a *Admitter) Admit(ctx context.Context, ns, alias string, raw *connreq.Raw
 		return jr, req, err
 	}
 	jr = hub.JoinRequest{
-		Conversation:  conv,
-		LinkID:        adm.LinkID,
-		AccountID:     accountID,
+		Conversation:  auth.Conversation,
+		LinkID:        auth.Admission.LinkID,
+		AccountID:     auth.AccountID,
 		Observer:      req.Observe,
 		StreamName:    req.StreamName,
 		Metadata:      req.Metadata,

@@ -309,7 +309,12 @@ func (c *conn) handle(ctx context.Context, f *frame.Client) error {
 		if c.observer {
 			return errReadOnly
 		}
-		_, _, err := c.hc.Emit(f.Data)
+		var err error
+		if f.Tag != "" {
+			_, _, err = c.hc.EmitTagged(ctx, f.Data, f.Tag)
+		} else {
+			_, _, err = c.hc.Emit(f.Data)
+		}
 		return discardDisplaced(err)
 	case frame.TypeSetMetadata:
 		if c.observer {

@@ -1,0 +1,93 @@
+package frame
+
+import (
+	"unicode/utf8"
+
+	"github.com/amsrouter/ams/services/internal/wireerr"
+)
+
+// MaxEmitTokens bounds the tokens of one HTTP emit (spec 5.3).
+const MaxEmitTokens = 256
+
+var (
+	errEmitJSON = wireerr.New(wireerr.InvalidJSON, "the body must be a JSON object")
+	errEmitData = wireerr.New(wireerr.InvalidTokenData, `the body must be {"data": string} or {"tokens": [string, …]} with 1 to 256 tokens`)
+	errEmitSize = wireerr.New(wireerr.TokenTooLarge, "a token is over 65536 bytes")
+)
+
+// DecodeEmitBody reads the body of an HTTP emit (spec 5.3): exactly one of
+// {"data": string} or {"tokens": [string, …]}, with the decoder's rules for
+// strings (an unpaired surrogate is bad Unicode; "" is a valid token).
+func DecodeEmitBody(b []byte) ([]string, error) {
+	if !utf8.Valid(b) {
+		return nil, errEmitJSON
+	}
+	i := skipSpace(b, 0)
+	end, err := skipValue(b, i, 0)
+	if err != nil || skipSpace(b, end) != len(b) || b[i] != '{' {
+		return nil, errEmitJSON
+	}
+	data, hasData := Member(b[i:end], "data")
+	list, hasList := Member(b[i:end], "tokens")
+	if hasData == hasList {
+		return nil, errEmitData
+	}
+	str := func(v []byte) (string, error) {
+		if len(v) == 0 || v[0] != '"' {
+			return "", errEmitData
+		}
+		s, err := unquote(v)
+		if err != nil {
+			return "", errEmitData
+		}
+		if len(s) > MaxData {
+			return "", errEmitSize
+		}
+		return s, nil
+	}
+	if hasData {
+		s, err := str(data)
+		if err != nil {
+			return nil, err
+		}
+		return []string{s}, nil
+	}
+	if list[0] != '[' {
+		return nil, errEmitData
+	}
+	var out []string
+	j := skipSpace(list, 1)
+	for j < len(list) && list[j] != ']' {
+		e, _ := skipValue(list, j, 1)
+		s, err := str(list[j:e])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+		if len(out) > MaxEmitTokens {
+			return nil, errEmitData
+		}
+		j = skipSpace(list, e)
+		if j < len(list) && list[j] == ',' {
+			j = skipSpace(list, j+1)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errEmitData
+	}
+	return out, nil
+}
+
+// TypeOf returns the `type` of a frame encoded by this package.
+func TypeOf(f []byte) string {
+	const prefix = `{"type":"`
+	if len(f) < len(prefix) || string(f[:len(prefix)]) != prefix {
+		return ""
+	}
+	for i := len(prefix); i < len(f); i++ {
+		if f[i] == '"' {
+			return string(f[len(prefix):i])
+		}
+	}
+	return ""
+}
