@@ -72,6 +72,8 @@ type Config struct {
 	// SendBuffer fixes the kernel send buffer of each client connection
 	// (bytes); 0 lets the kernel size it.
 	SendBuffer int
+	// SSEKeepAlive overrides the 15 s SSE keepalive (tests).
+	SSEKeepAlive time.Duration
 }
 
 func (c *Config) defaults() {
@@ -251,7 +253,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 				Admitter:   admitter,
 				Hub:        g.hub,
 				SendBuffer: cfg.SendBuffer,
-				SSE:        &httpstream.SSE{Log: log, Admitter: admitter, Hub: g.hub},
+				SSE:        &httpstream.SSE{Log: log, Admitter: admitter, Hub: g.hub, KeepAlive: cfg.SSEKeepAlive},
 			},
 			Tokens:   &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub},
 			Metadata: &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub, Metadata: true},
