@@ -109,7 +109,20 @@ func dialURL(t testing.TB, u string, o dialOpts) *client {
 	if !o.noRead {
 		go c.readLoop()
 	}
-	t.Cleanup(func() { _ = ws.CloseNow() })
+	t.Cleanup(func() {
+		// A close handshake first (bounded), so that the gateway sees a
+		// leave at teardown rather than a lost connection.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = ws.Close(websocket.StatusNormalClosure, "")
+		}()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+		_ = ws.CloseNow()
+	})
 	return c
 }
 
