@@ -1,141 +1,71 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
+	"time"
 
-	linkv1 "github.com/amsrouter/ams/proto/gen/go/ams/link/v1"
-	"github.com/amsrouter/ams/services/gateway/internal/admission"
-	"github.com/amsrouter/ams/services/internal/grpcx"
-	"github.com/amsrouter/ams/services/internal/ids"
+	"github.com/amsrouter/ams/services/gateway/internal/controlplane"
 	"github.com/amsrouter/ams/services/internal/jsonw"
 	"github.com/amsrouter/ams/services/internal/timefmt"
-	"github.com/amsrouter/ams/services/internal/wireerr"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Bounds of spec 3.4 and 3.6.
 const (
-	MaxMetadata       = 64 << 10
-	MaxStreamMetadata = 16 << 10
-	MinLinkExpiry     = 60
-	MaxLinkExpiry     = 31536000
-	MaxLabelRunes     = 64
+	MaxMetadata       = controlplane.MaxMetadata
+	MaxStreamMetadata = controlplane.MaxStreamMetadata
+	MinLinkExpiry     = controlplane.MinLinkExpiry
+	MaxLinkExpiry     = controlplane.MaxLinkExpiry
+	MaxLabelRunes     = controlplane.MaxLabelRunes
 )
 
-func tsPtr(t *timestamppb.Timestamp) *string {
+func formatPtr(t *time.Time) *string {
 	if t == nil {
 		return nil
 	}
-	s := timefmt.Format(t.AsTime())
+	s := timefmt.Format(*t)
 	return &s
 }
 
-// mint serves POST /v1/{ns}/conversations (spec 3.4), checking in the
-// spec's order.
+// body returns the members of the request's body, read when the operation
+// gets to it: an empty or blank body is `{}`.
+func body(r *http.Request) controlplane.Body {
+	return func() (controlplane.Members, error) {
+		b, err := readBody(r)
+		if err != nil {
+			return nil, err
+		}
+		return object(b, true)
+	}
+}
+
+// mint serves POST /v1/{ns}/conversations (spec 3.4).
 func (a *API) mint(w http.ResponseWriter, r *http.Request, p Params) error {
-	acc, err := a.authenticateOwner(r, p.NS)
+	m, err := a.ctl.Mint(r.Context(), authorization(r), p.NS, a.publicBase(r), body(r))
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
-	m, err := object(body, true)
-	if err != nil {
-		return err
-	}
-	alias, ok := optString(m, "alias")
-	if !ok || (alias != "" && !ids.ValidAlias(alias)) {
-		return wireerr.New(wireerr.InvalidAlias, "alias must match ^[a-z0-9][a-z0-9-]{0,62}$")
-	}
-	streamName, ok := optString(m, "stream_name")
-	if !ok || (streamName != "" && !ids.ValidStreamName(streamName)) {
-		return wireerr.New(wireerr.InvalidStreamName, "stream_name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-	}
-	if streamName == "" {
-		streamName = ids.NewDefaultStreamName()
-	}
-	if v, present := m["id_kind"]; present && string(v) != `"uuid"` {
-		return wireerr.New(wireerr.UnsupportedIDKind, `id_kind accepts only "uuid"`)
-	}
-	metadata, ok := optObject(m, "metadata", MaxMetadata, "{}")
-	if !ok {
-		return wireerr.New(wireerr.InvalidMetadata, "metadata must be a JSON object of at most 64 KiB")
-	}
-	streamMetadata, ok := optObject(m, "stream_metadata", MaxStreamMetadata, "{}")
-	if !ok {
-		return wireerr.New(wireerr.InvalidStreamMeta, "stream_metadata must be a JSON object of at most 16 KiB")
-	}
-	expiresIn, hasExpiry, ok := optInt(m, "link_expires_in", MinLinkExpiry, MaxLinkExpiry)
-	if !ok {
-		return wireerr.New(wireerr.InvalidLinkExpiry, "link_expires_in must be an integer from 60 to 31536000")
-	}
-	req := &linkv1.CreateConversationRequest{
-		Namespace:      p.NS,
-		OwnerAccountId: acc.ID,
-		Alias:          alias,
-		MetadataJson:   metadata,
-		Issuer:         a.publicBase(r),
-	}
-	if hasExpiry {
-		req.LinkExpiresInSeconds = &expiresIn
-	}
-	resp, err := a.d.Links.CreateConversation(r.Context(), req)
-	if err != nil {
-		return grpcx.FromStatus(err)
-	}
-	conv := resp.GetConversation()
-	o := jsonw.Begin(make([]byte, 0, 512+len(metadata)+len(streamMetadata)))
-	o.Str("conversation_id", conv.GetConversationId())
-	o.Str("alias", conv.GetAlias())
-	o.Str("magic_link", MagicLink(req.Issuer, conv.GetNamespace(), conv.GetAlias(), resp.GetToken()))
-	o.Str("stream_id", a.d.Deriver.StreamID(conv.GetConversationId(), acc.ID, streamName))
-	o.Str("stream_name", streamName)
-	o.RawString("metadata", conv.GetMetadataJson())
-	o.RawString("stream_metadata", streamMetadata)
-	o.Str("created_at", timefmt.Format(conv.GetCreatedAt().AsTime()))
-	o.Str("link_id", resp.GetLink().GetLinkId())
-	o.StrOrNull("expires_at", tsPtr(resp.GetLink().GetExpiresAt()))
+	o := jsonw.Begin(make([]byte, 0, 512+len(m.Metadata)+len(m.StreamMetadata)))
+	o.Str("conversation_id", m.ConversationID)
+	o.Str("alias", m.Alias)
+	o.Str("magic_link", m.MagicLink)
+	o.Str("stream_id", m.StreamID)
+	o.Str("stream_name", m.StreamName)
+	o.RawString("metadata", m.Metadata)
+	o.RawString("stream_metadata", m.StreamMetadata)
+	o.Str("created_at", timefmt.Format(m.CreatedAt))
+	o.Str("link_id", m.LinkID)
+	o.StrOrNull("expires_at", formatPtr(m.ExpiresAt))
 	return writeJSON(w, http.StatusCreated, o.End())
 }
 
 // inspect serves GET /v1/{ns}/conversations/{alias} (spec 3.5): admitted by
 // a valid `t`, or without `t` by the owner's Bearer.
 func (a *API) inspect(w http.ResponseWriter, r *http.Request, p Params) error {
-	token := r.URL.Query().Get("t")
-	_, hasBearer := BearerCredential(r)
-	if token == "" {
-		if !hasBearer {
-			return wireerr.New(wireerr.MissingToken, "a link token t or the owner's Bearer credential is required")
-		}
-		if _, err := a.authenticateOwner(r, p.NS); err != nil {
-			return err
-		}
-	}
-	conv, err := a.conversation(r, p)
+	in, err := a.ctl.Inspect(r.Context(), authorization(r), p.NS, p.Alias, r.URL.Query().Get("t"))
 	if err != nil {
 		return err
 	}
-	if token != "" {
-		if _, err := a.d.Admission.Verify(conv, token); err != nil {
-			switch {
-			case errors.Is(err, admission.ErrExpired):
-				return wireerr.New(wireerr.LinkExpired.WithHTTP(http.StatusForbidden), "the link has expired")
-			case errors.Is(err, admission.ErrRevoked):
-				return wireerr.New(wireerr.LinkRevoked.WithHTTP(http.StatusForbidden), "the link was revoked")
-			default:
-				return wireerr.New(wireerr.InvalidToken, "the link token is not valid for this conversation")
-			}
-		}
-	}
-	var streams []StreamInfo
-	if a.d.Presence != nil {
-		if streams, err = a.d.Presence.LiveStreams(r.Context(), conv.ID); err != nil {
-			return err
-		}
-	}
+	conv := in.Conversation
 	o := jsonw.Begin(make([]byte, 0, 512+len(conv.Metadata)))
 	o.Str("conversation_id", conv.ID)
 	o.Str("namespace", conv.Namespace)
@@ -144,7 +74,7 @@ func (a *API) inspect(w http.ResponseWriter, r *http.Request, p Params) error {
 	o.Str("created_at", timefmt.Format(conv.CreatedAt))
 	o.Str("id_kind", "uuid")
 	o.Key("streams")
-	o.B = AppendStreams(o.B, streams)
+	o.B = AppendStreams(o.B, in.Streams)
 	return writeJSON(w, http.StatusOK, o.End())
 }
 
@@ -170,89 +100,39 @@ func AppendStreams(b []byte, streams []StreamInfo) []byte {
 	return append(b, ']')
 }
 
-// conversation looks the path's conversation up: 404 not_found when absent.
-func (a *API) conversation(r *http.Request, p Params) (*admission.Conversation, error) {
-	if !ids.ValidNamespace(p.NS) || !ids.ValidAlias(p.Alias) {
-		return nil, wireerr.New(wireerr.NotFound, "no such conversation")
-	}
-	conv, err := a.d.Admission.Conversation(r.Context(), p.NS, p.Alias)
-	if errors.Is(err, admission.ErrNoConversation) {
-		return nil, wireerr.New(wireerr.NotFound, "no such conversation")
-	}
-	return conv, err
-}
-
 // createLink serves POST …/links (spec 3.6).
 func (a *API) createLink(w http.ResponseWriter, r *http.Request, p Params) error {
-	if _, err := a.authenticateOwner(r, p.NS); err != nil {
-		return err
-	}
-	conv, err := a.conversation(r, p)
+	l, err := a.ctl.CreateLink(r.Context(), authorization(r), p.NS, p.Alias, a.publicBase(r), body(r))
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
-	m, err := object(body, true)
-	if err != nil {
-		return err
-	}
-	expiresIn, hasExpiry, ok := optInt(m, "expires_in", MinLinkExpiry, MaxLinkExpiry)
-	if !ok {
-		return wireerr.New(wireerr.InvalidLinkExpiry, "expires_in must be an integer from 60 to 31536000")
-	}
-	req := &linkv1.CreateLinkRequest{ConversationId: conv.ID, Issuer: a.publicBase(r)}
-	if hasExpiry {
-		req.ExpiresInSeconds = &expiresIn
-	}
-	if v, present := m["label"]; present && !isNull(v) {
-		label, ok := optString(m, "label")
-		if !ok || label == "" || len([]rune(label)) > MaxLabelRunes {
-			return wireerr.New(wireerr.InvalidLabel, "label must be a string of 1 to 64 characters")
-		}
-		req.Label = &label
-	}
-	resp, err := a.d.Links.CreateLink(r.Context(), req)
-	if err != nil {
-		return grpcx.FromStatus(err)
-	}
-	l := resp.GetLink()
 	o := jsonw.Begin(make([]byte, 0, 640))
-	o.Str("link_id", l.GetLinkId())
-	o.Str("magic_link", MagicLink(req.Issuer, conv.Namespace, conv.Alias, resp.GetToken()))
-	o.Str("created_at", timefmt.Format(l.GetCreatedAt().AsTime()))
-	o.StrOrNull("expires_at", tsPtr(l.GetExpiresAt()))
+	o.Str("link_id", l.LinkID)
+	o.Str("magic_link", l.MagicLink)
+	o.Str("created_at", timefmt.Format(l.CreatedAt))
+	o.StrOrNull("expires_at", formatPtr(l.ExpiresAt))
 	o.StrOrNull("label", l.Label)
 	return writeJSON(w, http.StatusCreated, o.End())
 }
 
 // listLinks serves GET …/links (spec 3.6).
 func (a *API) listLinks(w http.ResponseWriter, r *http.Request, p Params) error {
-	if _, err := a.authenticateOwner(r, p.NS); err != nil {
-		return err
-	}
-	conv, err := a.conversation(r, p)
+	links, err := a.ctl.ListLinks(r.Context(), authorization(r), p.NS, p.Alias)
 	if err != nil {
 		return err
 	}
-	resp, err := a.d.Links.ListLinks(r.Context(), &linkv1.ListLinksRequest{ConversationId: conv.ID})
-	if err != nil {
-		return grpcx.FromStatus(err)
-	}
-	o := jsonw.Begin(make([]byte, 0, 64+160*len(resp.GetLinks())))
+	o := jsonw.Begin(make([]byte, 0, 64+160*len(links)))
 	o.Key("links")
 	o.B = append(o.B, '[')
-	for i, l := range resp.GetLinks() {
+	for i, l := range links {
 		if i > 0 {
 			o.B = append(o.B, ',')
 		}
 		lo := jsonw.Begin(o.B)
-		lo.Str("link_id", l.GetLinkId())
-		lo.Str("created_at", timefmt.Format(l.GetCreatedAt().AsTime()))
-		lo.StrOrNull("expires_at", tsPtr(l.GetExpiresAt()))
-		lo.StrOrNull("revoked_at", tsPtr(l.GetRevokedAt()))
+		lo.Str("link_id", l.LinkID)
+		lo.Str("created_at", timefmt.Format(l.CreatedAt))
+		lo.StrOrNull("expires_at", formatPtr(l.ExpiresAt))
+		lo.StrOrNull("revoked_at", formatPtr(l.RevokedAt))
 		lo.StrOrNull("label", l.Label)
 		o.B = lo.End()
 	}
@@ -262,30 +142,12 @@ func (a *API) listLinks(w http.ResponseWriter, r *http.Request, p Params) error 
 
 // revokeLink serves DELETE …/links/{link_id} (spec 3.6).
 func (a *API) revokeLink(w http.ResponseWriter, r *http.Request, p Params) error {
-	if _, err := a.authenticateOwner(r, p.NS); err != nil {
-		return err
-	}
-	conv, err := a.conversation(r, p)
+	l, err := a.ctl.RevokeLink(r.Context(), authorization(r), p.NS, p.Alias, p.LinkID)
 	if err != nil {
 		return err
-	}
-	if !ids.LinkIDRe.MatchString(p.LinkID) {
-		return wireerr.New(wireerr.LinkNotFound, "no such link")
-	}
-	resp, err := a.d.Links.RevokeLink(r.Context(), &linkv1.RevokeLinkRequest{ConversationId: conv.ID, LinkId: p.LinkID})
-	if err != nil {
-		return grpcx.FromStatus(err)
-	}
-	if a.d.AnnounceRevocation != nil {
-		a.d.AnnounceRevocation(p.LinkID)
-	}
-	// This gateway refuses the link as soon as the caller hears it is
-	// revoked; the others follow the announcement (within 5 s).
-	if err := a.d.Admission.Revoked.Sync(r.Context()); err != nil {
-		a.d.Admission.Revoked.Kick()
 	}
 	o := jsonw.Begin(make([]byte, 0, 96))
-	o.Str("link_id", resp.GetLink().GetLinkId())
-	o.StrOrNull("revoked_at", tsPtr(resp.GetLink().GetRevokedAt()))
+	o.Str("link_id", l.LinkID)
+	o.StrOrNull("revoked_at", formatPtr(l.RevokedAt))
 	return writeJSON(w, http.StatusOK, o.End())
 }

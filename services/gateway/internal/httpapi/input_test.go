@@ -52,44 +52,6 @@ func TestObject(t *testing.T) {
 	}
 }
 
-func TestOptionalMembers(t *testing.T) {
-	t.Parallel()
-	m, err := object([]byte(`{"s":"x","e":"","n":null,"i":60,"big":31536001,"f":60.0,"neg":-1,"o":{ "k" : [1] },"a":[],"q":"60"}`), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		key, want string
-		ok        bool
-	}{{"s", "x", true}, {"e", "", true}, {"n", "", true}, {"absent", "", true}, {"i", "", false}, {"o", "", false}, {"a", "", false}} {
-		if got, ok := optString(m, tc.key); got != tc.want || ok != tc.ok {
-			t.Errorf("optString(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
-		}
-	}
-	for _, tc := range []struct {
-		key, want string
-		ok        bool
-	}{{"o", `{ "k" : [1] }`, true}, {"n", "DEF", true}, {"absent", "DEF", true}, {"a", "", false}, {"s", "", false}, {"i", "", false}} {
-		if got, ok := optObject(m, tc.key, 64, "DEF"); got != tc.want || ok != tc.ok {
-			t.Errorf("optObject(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
-		}
-	}
-	if _, ok := optObject(m, "o", 5, "{}"); ok {
-		t.Errorf("optObject accepted an object over its size bound")
-	}
-	for _, tc := range []struct {
-		key         string
-		n           int64
-		present, ok bool
-	}{{"i", 60, true, true}, {"absent", 0, false, true}, {"n", 0, false, true}, {"big", 0, true, false},
-		{"f", 0, true, false}, {"neg", 0, true, false}, {"q", 0, true, false}, {"o", 0, true, false}} {
-		n, present, ok := optInt(m, tc.key, MinLinkExpiry, MaxLinkExpiry)
-		if n != tc.n || present != tc.present || ok != tc.ok {
-			t.Errorf("optInt(%s) = %d, %v, %v; want %d, %v, %v", tc.key, n, present, ok, tc.n, tc.present, tc.ok)
-		}
-	}
-}
-
 // jsonInteger is a JSON number without fraction or exponent.
 var jsonInteger = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
 
@@ -134,31 +96,31 @@ func FuzzObject(f *testing.F) {
 			if !json.Valid(v) {
 				t.Fatalf("member %q = %q is not JSON", k, v)
 			}
-			if s, ok := optString(m, k); ok && !isNull(v) {
+			if s, ok := m.String(k); ok && !(v == nil || string(v) == "null") {
 				var want string
 				if json.Unmarshal(v, &want) != nil || v[0] != '"' || s != want {
-					t.Fatalf("optString(%q) = %q from %q", k, s, v)
+					t.Fatalf("Members.String(%q) = %q from %q", k, s, v)
 				}
 			} else if !ok && v[0] == '"' {
-				t.Fatalf("optString(%q) refused the string %q", k, v)
+				t.Fatalf("Members.String(%q) refused the string %q", k, v)
 			}
-			if o, ok := optObject(m, k, 1<<10, "DEF"); ok && !isNull(v) {
+			if o, ok := m.Object(k, 1<<10, "DEF"); ok && !(v == nil || string(v) == "null") {
 				if o != string(v) || o[0] != '{' || len(o) > 1<<10 || !utf8.ValidString(o) {
-					t.Fatalf("optObject(%q) = %q from %q", k, o, v)
+					t.Fatalf("Members.Object(%q) = %q from %q", k, o, v)
 				}
 			} else if ok && o != "DEF" {
-				t.Fatalf("optObject(%q) of null = %q, want the default", k, o)
+				t.Fatalf("Members.Object(%q) of null = %q, want the default", k, o)
 			}
-			if n, present, ok := optInt(m, k, -1000, 1000); ok && present {
+			if n, present, ok := m.Int(k, -1000, 1000); ok && present {
 				if n < -1000 || n > 1000 || !jsonInteger.MatchString(string(v)) || strings.TrimPrefix(strconv.FormatInt(n, 10), "-") != strings.TrimPrefix(string(v), "-") {
-					t.Fatalf("optInt(%q) = %d from %q", k, n, v)
+					t.Fatalf("Members.Int(%q) = %d from %q", k, n, v)
 				}
-			} else if !present && !isNull(v) {
-				t.Fatalf("optInt(%q) says absent for %q", k, v)
+			} else if !present && !(v == nil || string(v) == "null") {
+				t.Fatalf("Members.Int(%q) says absent for %q", k, v)
 			}
 		}
-		if _, ok := optString(m, "\x00absent"); !ok {
-			t.Fatal("optString of an absent member is not ok")
+		if _, ok := m.String("\x00absent"); !ok {
+			t.Fatal("Members.String of an absent member is not ok")
 		}
 	})
 }

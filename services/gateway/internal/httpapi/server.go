@@ -23,6 +23,7 @@ import (
 	linkv1 "github.com/amsrouter/ams/proto/gen/go/ams/link/v1"
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/authcache"
+	"github.com/amsrouter/ams/services/gateway/internal/controlplane"
 	"github.com/amsrouter/ams/services/gateway/internal/metrics"
 	"github.com/amsrouter/ams/services/internal/ids"
 	"github.com/amsrouter/ams/services/internal/jsonw"
@@ -31,24 +32,15 @@ import (
 
 // Body limits of spec 3.1.
 const (
-	MaxBody    = 1 << 20
+	MaxBody    = controlplane.MaxBody
 	MaxMCPBody = 4 << 20
 )
 
 // StreamInfo is one live stream of a conversation, as inspect lists it.
-type StreamInfo struct {
-	StreamID       string
-	StreamName     string
-	OwnerAccountID string
-	Metadata       string // JSON object text
-	PeerIdentity   string // JSON object text, "" if none
-	LastSeq        uint64
-}
+type StreamInfo = controlplane.StreamInfo
 
 // Presence lists a conversation's live streams in join order.
-type Presence interface {
-	LiveStreams(ctx context.Context, conversationID string) ([]StreamInfo, error)
-}
+type Presence = controlplane.Presence
 
 // Handlers are the stream-plane, MCP and viewer handlers the router
 // dispatches to. A nil handler answers as the spec says for a gateway
@@ -90,7 +82,8 @@ type Check struct {
 
 // API is the gateway's HTTP handler.
 type API struct {
-	d Deps
+	d   Deps
+	ctl *controlplane.Service
 }
 
 // New returns the API.
@@ -101,8 +94,22 @@ func New(d Deps) *API {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	return &API{d: d}
+	ctl := controlplane.New(controlplane.Deps{
+		Accounts:           d.Accounts,
+		Links:              d.Links,
+		Auth:               d.Auth,
+		Admission:          d.Admission,
+		Deriver:            d.Deriver,
+		Presence:           d.Presence,
+		AnnounceRevocation: d.AnnounceRevocation,
+		AnnounceRotation:   d.AnnounceRotation,
+	})
+	return &API{d: d, ctl: ctl}
 }
+
+// Control is the control-plane service behind the API's routes, for the
+// other transports that offer the same operations (gRPC).
+func (a *API) Control() *controlplane.Service { return a.ctl }
 
 type paramsKey struct{}
 
