@@ -2,6 +2,8 @@ package streame2e
 
 import (
 	"bufio"
+	"io"
+	"os"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -366,7 +368,7 @@ func TestIdempotentEmit(t *testing.T) {
 // Late join: a participant joining mid-stream asks for the peer stream
 // from its start and continues live without a duplicate at the seam.
 func TestLateJoinFromStart(t *testing.T) {
-	sys := gwtest.Start(t, gwtest.Options{Gateways: 2})
+	sys := gwtest.Start(t, gwtest.Options{Gateways: 2, Log: lateLog})
 	_, credW := sys.CreateAccount(t, 0, "writer")
 	_, credL := sys.CreateAccount(t, 0, "late")
 	conv := sys.Mint(t, 0, credW, "writer", "")
@@ -390,3 +392,10 @@ func TestLateJoinFromStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+var lateLog = func() io.Writer {
+	if os.Getenv("AMS_DEBUG_LATE") != "" {
+		return os.Stderr
+	}
+	return nil
+}()

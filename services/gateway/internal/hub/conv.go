@@ -21,6 +21,11 @@ const (
 	maxHeld    = 4096 // out-of-order events per stream
 	maxPending = 1024 // events per stream not yet announced
 	pendingTTL = 30 * time.Second
+	// tailTick is the period of the tail check: a stream quiet for two
+	// ticks has its newest stored seq compared with what was delivered
+	// here, which recovers events lost at the tail (published while this
+	// gateway subscribed, or during a NATS reconnect).
+	tailTick = 250 * time.Millisecond
 	// repairWait lets events that crossed on different routes arrive
 	// before a gap is read back from JetStream.
 	repairWait = 50 * time.Millisecond
@@ -41,6 +46,7 @@ type conv struct {
 	sub      *nats.Subscription
 
 	mu        sync.Mutex
+	tick      uint64
 	streams   map[string]*stream
 	conns     map[*Conn]struct{}
 	observers int
@@ -55,7 +61,7 @@ type pendingEvent struct {
 
 func newConv(h *Hub, info *admission.Conversation) *conv {
 	return &conv{
-		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {},
+		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {}, tick: 1,
 		streams: map[string]*stream{}, conns: map[*Conn]struct{}{}, pending: map[string][]pendingEvent{},
 	}
 }
@@ -162,6 +168,8 @@ func (c *conv) watch(ctx context.Context, w jetstream.KeyWatcher) {
 	defer func() { _ = w.Stop() }()
 	sweep := time.NewTicker(pendingTTL / 2)
 	defer sweep.Stop()
+	tail := time.NewTicker(tailTick)
+	defer tail.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -170,6 +178,8 @@ func (c *conv) watch(ctx context.Context, w jetstream.KeyWatcher) {
 			c.mu.Lock()
 			c.sweepPending()
 			c.mu.Unlock()
+		case <-tail.C:
+			c.checkTails(ctx)
 		case e, ok := <-w.Updates():
 			if !ok {
 				return
@@ -284,6 +294,7 @@ func (c *conv) hold(s *stream, f []byte, seq uint64) {
 // apply delivers an in-order event to the stream's readers; c.mu is held.
 func (c *conv) apply(s *stream, f []byte, seq uint64) {
 	s.info.LastSeq = seq
+	s.lastTick = c.tick
 	if frame.KindOf(f) == frame.KindMetadata {
 		if md, ok := frame.Member(f, "metadata"); ok {
 			s.info.Metadata = string(md)
@@ -327,6 +338,8 @@ func (c *conv) repair(s *stream) {
 		to = s.held[0].seq - 1
 	case s.leaveAt != 0:
 		to = s.leaveAt
+	case s.tailTarget > s.info.LastSeq:
+		to = s.tailTarget
 	}
 	if to < from || !s.announced {
 		s.repairing = false
@@ -446,11 +459,41 @@ func (c *conv) onRecord(rec presence.Record, rev uint64) {
 	}
 }
 
+// checkTails compares the newest stored seq of each stream quiet for two
+// ticks with what was delivered here, and reads back what is missing.
+func (c *conv) checkTails(ctx context.Context) {
+	c.mu.Lock()
+	c.tick++
+	var quiet []*stream
+	for _, s := range c.streams {
+		if s.announced && s.checkedTick < s.lastTick && c.tick-s.lastTick >= 2 {
+			s.checkedTick = c.tick
+			quiet = append(quiet, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range quiet {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		last, err := c.hub.plane.LastSeq(qctx, s.subj)
+		cancel()
+		if err != nil {
+			continue
+		}
+		c.mu.Lock()
+		if s.announced && last > s.info.LastSeq {
+			s.tailTarget = max(s.tailTarget, last)
+			c.startRepair(s)
+		}
+		c.mu.Unlock()
+	}
+}
+
 // announce makes a stream live here: every other local connection gets
 // stream_joined and, if its read set includes the stream, becomes a reader.
 // Events that arrived first are delivered after. c.mu is held.
 func (c *conv) announce(s *stream) {
 	s.announced = true
+	s.lastTick = c.tick
 	f := frame.AppendStreamJoined(nil, &s.info)
 	for conn := range c.conns {
 		if conn.own != s {

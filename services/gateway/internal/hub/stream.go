@@ -32,6 +32,11 @@ type stream struct {
 	leaveAt    uint64 // final seq of a leaving stream, 0 if not leaving
 	leaveTimer *time.Timer
 	orphan     *time.Timer
+	// Tail check: lastTick is the conversation tick of the last event (or
+	// announcement), checkedTick the tick the tail was last compared with
+	// JetStream, tailTarget a newer stored seq to read back.
+	lastTick, checkedTick uint64
+	tailTarget            uint64
 
 	// Writer side, guarded by wmu: set while this gateway holds the stream.
 	wmu        sync.Mutex
