@@ -13,8 +13,11 @@
 //
 // Per stream, a gateway delivers seqs in order with no duplicate: an event
 // at or below the stream's delivered seq is dropped, an event beyond the
-// next one is held while the gap is read back from JetStream. Membership
-// follows the presence records (package presence): a stream's events are
+// next one is held while the gap is read back from JetStream. A stream that
+// goes quiet has its newest stored seq compared with what was delivered,
+// so events lost at the tail (published while this gateway subscribed, or
+// during a NATS reconnect) are read back too. Membership follows the
+// presence records (package presence): a stream's events are
 // held until its record announces it, and its stream_left waits for the
 // final seq its record names.
 //
