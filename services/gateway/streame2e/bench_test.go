@@ -2,7 +2,9 @@ package streame2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"sort"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -167,4 +169,101 @@ func readFrame(b *testing.B, ctx context.Context, c *websocket.Conn) []byte {
 		b.Fatal(err)
 	}
 	return m
+}
+
+// BenchmarkResume1000 measures the time from a reconnect with a cursor to
+// caught up, when 1,000 tokens were missed: dial, joined, the replay from
+// JetStream and the hand-over to live. It reports p50 and p99 over the
+// iterations (one iteration = one resume).
+func BenchmarkResume1000(b *testing.B) {
+	sys := gwtest.Start(b, gwtest.Options{Gateways: 2})
+	_, credW := sys.CreateAccount(b, 0, "writer")
+	_, credR := sys.CreateAccount(b, 0, "reader")
+	conv := sys.Mint(b, 0, credW, "writer", `{"alias":"resume"}`)
+	link := conv["magic_link"].(string)
+	readerLink := onGateway(link, sys.URL(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	w := benchDial(b, ctx, link, credW, "writer")
+	defer w.CloseNow()
+	joined := readFrame(b, ctx, w)
+	sid := jsonMember(b, joined, "stream_id")
+	frame := []byte(`{"type":"token","data":"` + benchToken + `"}`)
+	var last int
+	durations := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		// 1,000 tokens the reader misses.
+		for j := 0; j < 1000; j++ {
+			if err := w.Write(ctx, websocket.MessageText, frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+		target := last + 1000
+		waitStoredSeq(b, sys, readerLink, credR, sid, target)
+		b.StartTimer()
+
+		start := time.Now()
+		h := http.Header{}
+		h.Set("Authorization", "Bearer "+credR)
+		h.Set("X-AMS-Stream-Name", "reader")
+		h.Set("X-AMS-Resume", fmt.Sprintf("%s:%d", sid, last))
+		r, _, err := websocket.Dial(ctx, connectURL(readerLink), &websocket.DialOptions{HTTPHeader: h})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.SetReadLimit(1 << 20)
+		got := 0
+		for got < 1000 {
+			_, m, err := r.Read(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if strings.HasPrefix(string(m), `{"type":"token",`) {
+				got++
+			}
+		}
+		durations = append(durations, time.Since(start))
+		b.StopTimer()
+		_ = r.Close(websocket.StatusNormalClosure, "")
+		last = target
+		b.StartTimer()
+	}
+	b.StopTimer()
+	sort.Slice(durations, func(i, j int) bool { return durations[i] < durations[j] })
+	pct := func(p float64) float64 {
+		return float64(durations[int(p*float64(len(durations)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
+
+// waitStoredSeq polls inspect until the stream's last_seq reaches seq, so
+// a resume measures reading back, not waiting for the writer.
+func waitStoredSeq(b *testing.B, sys *gwtest.System, link, cred, sid string, seq int) {
+	b.Helper()
+	i := strings.Index(link, "/")
+	_ = i
+	deadline := time.Now().Add(30 * time.Second)
+	u := strings.Replace(link, "/writer/conversations/", "/v1/writer/conversations/", 1)
+	for time.Now().Before(deadline) {
+		r := gwtest.DoResponse(b, http.MethodGet, u, nil, "")
+		if strings.Contains(string(r.Body), fmt.Sprintf(`"stream_id":"%s"`, sid)) &&
+			strings.Contains(string(r.Body), fmt.Sprintf(`"last_seq":%d}`, seq)) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond) // polling a visible condition with a deadline
+	}
+	b.Fatalf("stream never reached seq %d", seq)
+}
+
+func jsonMember(b *testing.B, frame []byte, name string) string {
+	var m map[string]any
+	if err := json.Unmarshal(frame, &m); err != nil {
+		b.Fatal(err)
+	}
+	s, _ := m[name].(string)
+	return s
 }
