@@ -2,12 +2,12 @@ package streame2e
 
 import (
 	"bufio"
-	"io"
-	"os"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
