@@ -2,16 +2,19 @@ module github.com/amsrouter/ams/pkg
 
 go 1.26.0
 
-require github.com/amsrouter/ams/proto v0.0.0-00010101000000-000000000000
+require (
+	github.com/amsrouter/ams/proto v0.0.0-00010101000000-000000000000
+	github.com/coder/websocket v1.8.15
+	github.com/google/go-cmp v0.7.0
+	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
+)
 
 require (
-	github.com/coder/websocket v1.8.15
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
-	google.golang.org/grpc v1.85.0
-	google.golang.org/protobuf v1.36.12
 )
 
 replace github.com/amsrouter/ams/proto => ../proto

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,27 +84,29 @@ type ConversationOptions struct {
 // CreateConversation mints a conversation and its first magic link (spec
 // 3.4).
 func (c *Client) CreateConversation(ctx context.Context, o ConversationOptions) (*wire.CreatedConversation, error) {
-	body := map[string]any{}
+	// The body is built by hand: encoding/json would compact the metadata,
+	// which AMS keeps byte for byte.
+	body := objectBuilder{}
 	if o.Alias != "" {
-		body["alias"] = o.Alias
+		body.str("alias", o.Alias)
 	}
 	if o.StreamName != "" {
-		body["stream_name"] = o.StreamName
+		body.str("stream_name", o.StreamName)
 	}
 	if o.IDKind != "" {
-		body["id_kind"] = o.IDKind
+		body.str("id_kind", o.IDKind)
 	}
 	if o.Metadata != nil {
-		body["metadata"] = o.Metadata
+		body.raw("metadata", o.Metadata)
 	}
 	if o.StreamMetadata != nil {
-		body["stream_metadata"] = o.StreamMetadata
+		body.raw("stream_metadata", o.StreamMetadata)
 	}
 	if o.LinkExpiresIn != 0 {
-		body["link_expires_in"] = seconds(o.LinkExpiresIn)
+		body.raw("link_expires_in", []byte(strconv.FormatInt(seconds(o.LinkExpiresIn), 10)))
 	}
 	var conv wire.CreatedConversation
-	if err := c.do(ctx, http.MethodPost, c.nsPath("conversations"), true, body, &conv); err != nil {
+	if err := c.do(ctx, http.MethodPost, c.nsPath("conversations"), true, json.RawMessage(body.bytes()), &conv); err != nil {
 		return nil, fmt.Errorf("create conversation: %w", err)
 	}
 	return &conv, nil
@@ -194,6 +197,37 @@ func (c *Client) Join(ctx context.Context, magicLink string, opts ...JoinOption)
 	return Join(ctx, magicLink, append(base, opts...)...)
 }
 
+// objectBuilder writes a JSON object member by member.
+type objectBuilder struct{ b []byte }
+
+func (o *objectBuilder) key(k string) {
+	if len(o.b) == 0 {
+		o.b = append(o.b, '{')
+	} else {
+		o.b = append(o.b, ',')
+	}
+	o.b = strconv.AppendQuote(o.b, k)
+	o.b = append(o.b, ':')
+}
+
+func (o *objectBuilder) str(k, v string) {
+	o.key(k)
+	s, _ := json.Marshal(v)
+	o.b = append(o.b, s...)
+}
+
+func (o *objectBuilder) raw(k string, v []byte) {
+	o.key(k)
+	o.b = append(o.b, v...)
+}
+
+func (o *objectBuilder) bytes() []byte {
+	if len(o.b) == 0 {
+		return []byte("{}")
+	}
+	return append(o.b, '}')
+}
+
 func seconds(d time.Duration) int64 { return int64(d / time.Second) }
 
 // nsPath is /v1/{ns}/parts…, each part escaped.
@@ -220,7 +254,9 @@ func (c *Client) do(ctx context.Context, method, path string, auth bool, in, out
 
 func (c *Client) doURL(ctx context.Context, method, u string, auth bool, in, out any) error {
 	var body io.Reader
-	if in != nil {
+	if raw, ok := in.(json.RawMessage); ok {
+		body = bytes.NewReader(raw) // sent as is
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
