@@ -24,6 +24,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/authcache"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
+	"github.com/amsrouter/ams/services/gateway/internal/grpcapi"
 	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
 	"github.com/amsrouter/ams/services/gateway/internal/httpstream"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
@@ -45,6 +46,9 @@ type Config struct {
 	// HTTPAddr is the public HTTP listener (control plane, stream plane,
 	// MCP, viewer, health and metrics).
 	HTTPAddr string
+	// GRPCAddr is the public gRPC listener (ams.v1, spec 5.4); empty
+	// serves no gRPC.
+	GRPCAddr string
 	// PublicURL is the base of magic links; empty derives it per request.
 	PublicURL string
 	// AccountAddr and LinkAddr are the gRPC targets of the services.
@@ -127,6 +131,7 @@ type Gateway struct {
 	hub     *hub.Hub
 	httpLis net.Listener
 	httpSrv *http.Server
+	grpcSrv *grpcapi.Server
 
 	draining atomic.Bool
 	subs     []*nats.Subscription
@@ -272,12 +277,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.GRPCAddr != "" {
+		g.grpcSrv, err = grpcapi.NewServer(cfg.GRPCAddr, grpcapi.Deps{Log: log, Control: g.api.Control(),
+			Admitter: admitter, Hub: g.hub, PublicURL: cfg.PublicURL, Reflection: true})
+		if err != nil {
+			_ = g.httpLis.Close()
+			return nil, fmt.Errorf("listen grpc: %w", err)
+		}
+	}
 	ok = true
 	return g, nil
 }
 
 // HTTPAddr is the bound public HTTP address.
 func (g *Gateway) HTTPAddr() string { return g.httpLis.Addr().String() }
+
+// GRPCAddr is the bound public gRPC address, "" without one.
+func (g *Gateway) GRPCAddr() string {
+	if g.grpcSrv == nil {
+		return ""
+	}
+	return g.grpcSrv.Addr()
+}
 
 // URL is http://HTTPAddr, for tests and the dev banner.
 func (g *Gateway) URL() string { return "http://" + g.HTTPAddr() }
@@ -328,7 +349,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		errc <- nil
 	}()
-	g.log.Info("gateway serving", "name", g.cfg.Name, "http", g.HTTPAddr())
+	if g.grpcSrv != nil {
+		go func() {
+			if err := g.grpcSrv.Serve(); err != nil {
+				g.log.Error("grpc server failed", "err", err)
+			}
+		}()
+	}
+	g.log.Info("gateway serving", "name", g.cfg.Name, "http", g.HTTPAddr(), "grpc", g.GRPCAddr())
 
 	var serveErr error
 	select {
@@ -343,6 +371,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownGrace)
 	defer cancel()
 	g.hub.Drain(sctx)
+	if g.grpcSrv != nil {
+		g.grpcSrv.Shutdown(sctx)
+	}
 	if err := g.httpSrv.Shutdown(sctx); err != nil {
 		_ = g.httpSrv.Close()
 	}

@@ -43,10 +43,11 @@ const (
 // shut down the gateway first, then the services, then NATS.
 func runDev(ctx context.Context, e env, args []string) error {
 	// Config.
-	var dataDir, httpAddr, publicURL, logFormat, logLevel string
+	var dataDir, httpAddr, grpcAddr, publicURL, logFormat, logLevel string
 	fs := config.New("ams dev", "DEV", e.getenv, e.stderr)
 	fs.String(&dataDir, "data-dir", "data", "directory of the databases, the NATS store, the peppers and the signing key (created if missing)")
 	fs.String(&httpAddr, "http-addr", ":8080", "public HTTP listen address of the gateway")
+	fs.String(&grpcAddr, "grpc-addr", ":9090", "public gRPC listen address of the gateway (ams.v1); empty: no gRPC")
 	fs.String(&publicURL, "public-url", "", "base URL of magic links (default: from each request's Host)")
 	fs.String(&logFormat, "log-format", "text", "log format: text or json")
 	fs.String(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -123,6 +124,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 	// Gateway.
 	gw, err := gatewayd.New(ctx, gatewayd.Config{
 		HTTPAddr:         httpAddr,
+		GRPCAddr:         grpcAddr,
 		PublicURL:        publicURL,
 		AccountAddr:      acc.GRPCAddr(),
 		LinkAddr:         lnk.GRPCAddr(),

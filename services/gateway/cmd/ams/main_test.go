@@ -105,7 +105,7 @@ func startDev(t *testing.T, dir string, extra ...string) *devRun {
 	d := &devRun{stdout: &gwtest.LogBuffer{}, stderr: &gwtest.LogBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	args := append([]string{"dev", "-data-dir", dir, "-http-addr", "127.0.0.1:0", "-log-level", "debug"}, extra...)
+	args := append([]string{"dev", "-data-dir", dir, "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-log-level", "debug"}, extra...)
 	go func() { done <- run(ctx, args, noEnv, d.stdout, d.stderr) }()
 	var once sync.Once
 	var stopErr error

@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	)
 	fs := config.New("gateway", "GATEWAY", getenv, stderr)
 	fs.String(&cfg.HTTPAddr, "http-addr", ":8080", "public HTTP listen address")
+	fs.String(&cfg.GRPCAddr, "grpc-addr", ":9090", "public gRPC listen address (ams.v1); empty: no gRPC")
 	fs.String(&cfg.PublicURL, "public-url", "", "base URL of magic links (default: from each request's Host)")
 	fs.String(&cfg.AccountAddr, "account-addr", "127.0.0.1:7001", "account service gRPC address")
 	fs.String(&cfg.LinkAddr, "link-addr", "127.0.0.1:7002", "link service gRPC address")

@@ -98,7 +98,8 @@ type System struct {
 	stopLink    func()
 }
 
-// Gateway is one in-process gateway.
+// Gateway is one in-process gateway. Its public gRPC API listens on
+// 127.0.0.1 at a random port: GRPCAddr().
 type Gateway struct {
 	*gatewayd.Gateway
 	// URL is http://127.0.0.1:<port>.
@@ -193,6 +194,7 @@ func (s *System) AddGateway(t testing.TB, tweak func(cfg *gatewayd.Config)) *Gat
 	i := len(s.Gateways)
 	cfg := s.GatewayConfig(fmt.Sprintf("gw-%d", i))
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.GRPCAddr = "127.0.0.1:0"
 	if s.opts.Gateway != nil {
 		s.opts.Gateway(i, &cfg)
 	}

@@ -69,6 +69,8 @@ func GatewayBinary(t testing.TB) string {
 type Process struct {
 	// Name is the replica name; URL is http://127.0.0.1:<port>.
 	Name, URL string
+	// GRPCAddr is the address of its public gRPC API (127.0.0.1:<port>).
+	GRPCAddr string
 
 	cmd     *exec.Cmd
 	logs    *LogBuffer
@@ -94,9 +96,15 @@ func StartGatewayProcess(t testing.TB, sys *System, name string, env ...string) 
 		if err != nil {
 			t.Fatalf("gwtest: pick a port: %v", err)
 		}
-		p := &Process{Name: name, URL: "http://127.0.0.1:" + port, logs: &LogBuffer{}, exited: make(chan struct{})}
+		grpcPort, err := freePort()
+		if err != nil {
+			t.Fatalf("gwtest: pick a port: %v", err)
+		}
+		p := &Process{Name: name, URL: "http://127.0.0.1:" + port, GRPCAddr: "127.0.0.1:" + grpcPort,
+			logs: &LogBuffer{}, exited: make(chan struct{})}
 		vars := []string{
 			"AMS_GATEWAY_HTTP_ADDR=127.0.0.1:" + port,
+			"AMS_GATEWAY_GRPC_ADDR=" + p.GRPCAddr,
 			"AMS_GATEWAY_ACCOUNT_ADDR=" + sys.AccountAddr,
 			"AMS_GATEWAY_LINK_ADDR=" + sys.LinkAddr,
 			"AMS_GATEWAY_NATS_URL=" + sys.NATSURL,

@@ -1,0 +1,370 @@
+package grpcapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	amsv1 "github.com/amsrouter/ams/proto/gen/go/ams/v1"
+	"github.com/amsrouter/ams/services/gateway/internal/connreq"
+	"github.com/amsrouter/ams/services/gateway/internal/controlplane"
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
+	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/internal/grpcx"
+	"github.com/amsrouter/ams/services/internal/wireerr"
+)
+
+// transport is the connection label of Connect calls (metrics).
+const transport = "grpc"
+
+// Limits of a client frame (spec 4.2): a message over 1 MiB is
+// 1009 message_too_large, as on a WebSocket.
+const maxMessage = 1 << 20
+
+// sendWait bounds how long an ending call waits for its send goroutine:
+// longer only if a Send is stuck on a client that stopped reading.
+const sendWait = 2 * time.Second
+
+// Codes a Connect call ends with that have no catalogue entry.
+const (
+	closeNormal = 1000 // the client half-closed
+	closeLost   = 1006 // the call broke without a half-close
+)
+
+// connectInputs reads a Connect call's metadata (spec 5.4) into the
+// conversation it names and the connect inputs, with the meanings of the
+// WebSocket headers of spec 4.1.
+func connectInputs(md metadata.MD) (ns, alias string, raw connreq.Raw) {
+	opt := func(key string) *string {
+		if vs := md.Get(key); len(vs) > 0 {
+			v := vs[0]
+			return &v
+		}
+		return nil
+	}
+	ns, alias, raw.Token = parseMagicLink(first(md, "x-ams-magic-link"))
+	raw.Credential, raw.HasCredential = controlplane.BearerCredential(first(md, "authorization"))
+	raw.StreamName = opt("x-ams-stream-name")
+	raw.Metadata = opt("x-ams-stream-metadata")
+	raw.SelfSubscribe = opt("x-ams-self-subscribe")
+	raw.Subscribe = opt("x-ams-subscribe-streams")
+	raw.Resume = opt("x-ams-resume")
+	raw.PeerIdentity = opt("x-ams-peer-identity")
+	raw.Observe = opt("x-ams-observe")
+	return ns, alias, raw
+}
+
+// parseMagicLink reads a magic link `{base}/{ns}/conversations/{alias}?t=…`
+// (one trailing slash, or its /connect form, accepted): the conversation
+// from the path's last segments, the token from the query. What it cannot
+// read is left empty, for the connect checks to refuse in their order.
+func parseMagicLink(link string) (ns, alias, token string) {
+	u, err := url.Parse(strings.TrimSpace(link))
+	if err != nil {
+		return "", "", ""
+	}
+	token = u.Query().Get("t")
+	seg := strings.Split(strings.TrimSuffix(u.Path, "/"), "/")
+	n := len(seg)
+	switch {
+	case n >= 4 && seg[n-2] == "conversations":
+		return seg[n-3], seg[n-1], token
+	case n >= 5 && seg[n-3] == "conversations" && seg[n-1] == "connect":
+		return seg[n-4], seg[n-2], token
+	}
+	return "", "", token
+}
+
+// streams serves ams.v1.StreamService.
+type streams struct {
+	amsv1.UnimplementedStreamServiceServer
+	d *Deps
+}
+
+// Connect is one stream-plane connection (spec 5.4): admitted from the
+// call's metadata by the WebSocket's checks in their order, then `joined`
+// and the connection's events as messages, the client's frames as input,
+// and an end with the close code in trailers.
+func (s *streams) Connect(stream amsv1.StreamService_ConnectServer) error {
+	ctx := stream.Context()
+	md, _ := metadata.FromIncomingContext(ctx)
+	ns, alias, raw := connectInputs(md)
+	c := &call{stream: stream, d: s.d, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	jr, _, err := s.d.Admitter.Admit(ctx, ns, alias, &raw, transport)
+	if err == nil {
+		c.hc, err = s.d.Hub.Join(ctx, jr, c)
+	}
+	if err != nil {
+		code := wireerr.Internal
+		if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
+			code = we.Code
+		}
+		return c.end(code.Close, code.Name)
+	}
+	c.observer = jr.Observer
+	return c.run(ctx)
+}
+
+// call is one Connect call; it is the hub's Sink for its connection.
+type call struct {
+	stream   amsv1.StreamService_ConnectServer
+	d        *Deps
+	hc       *hub.Conn
+	observer bool
+
+	wake chan struct{}
+	// closed is closed when the hub ends the connection; code and reason
+	// are set before.
+	closed    chan struct{}
+	closeOnce sync.Once
+	code      int
+	reason    string
+}
+
+// Wake implements hub.Sink.
+func (c *call) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close implements hub.Sink: the handler ends the call with the code.
+func (c *call) Close(code int, reason string) {
+	c.closeOnce.Do(func() {
+		c.code, c.reason = code, reason
+		close(c.closed)
+	})
+}
+
+func (c *call) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// How the receive goroutine stopped.
+type recvEnd int
+
+const (
+	recvHalfClose recvEnd = iota // io.EOF: the client is done
+	recvFailed                   // a bad frame: the hub is closing the connection
+	recvLost                     // the call broke
+)
+
+// run serves a joined call until it ends and returns its status.
+func (c *call) run(ctx context.Context) error {
+	stop := make(chan struct{})
+	sent := make(chan error, 1)
+	go func() { sent <- c.sendLoop(stop) }()
+	received := make(chan recvEnd, 1)
+	go func() { received <- c.recvLoop(ctx) }()
+
+	lost, senderDone := false, false
+	select {
+	case <-c.closed:
+	case r := <-received:
+		switch r {
+		case recvHalfClose:
+			// A normal close: the stream leaves at once. A close by the
+			// hub that came first is what happened, and wins.
+			c.hc.Close(closeNormal, false)
+			if !c.isClosed() {
+				c.Close(closeNormal, "")
+			}
+		case recvFailed:
+			<-c.closed
+		default:
+			lost = true
+		}
+	case <-sent:
+		senderDone, lost = true, true
+	case <-ctx.Done():
+		lost = true
+	}
+	if lost {
+		// No half-close: the stream stays for the grace period (spec 4.5).
+		c.hc.Close(closeLost, true)
+	}
+	close(stop)
+	if !senderDone {
+		t := time.NewTimer(sendWait)
+		select {
+		case <-sent:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if lost {
+		return status.Error(codes.Canceled, "the call was lost")
+	}
+	return c.end(c.code, c.reason)
+}
+
+// end sets the close trailers and returns the status of spec 5.4 for the
+// close code.
+func (c *call) end(code int, reason string) error {
+	c.stream.SetTrailer(metadata.Pairs(TrailerCloseCode, strconv.Itoa(code), TrailerCloseReason, reason))
+	gc := wireerr.CloseToGRPC(code, reason)
+	if gc == codes.OK {
+		return nil
+	}
+	st := status.New(gc, reason)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: grpcx.Domain}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// sendLoop sends queued frames until stop; it returns early only when a
+// Send fails (the call broke). Once the hub closed the connection, nothing
+// more is sent.
+func (c *call) sendLoop(stop <-chan struct{}) error {
+	var items []hub.Item
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-c.wake:
+		}
+		for more := true; more && !c.isClosed(); {
+			items, more = c.hc.Take(items[:0])
+			n := 0
+			for ; n < len(items) && !c.isClosed(); n++ {
+				f, err := serverFrame(items[n].Frame)
+				if err != nil {
+					c.d.Log.Error("server frame not converted", "err", err)
+					continue
+				}
+				if err := c.stream.Send(f); err != nil {
+					return err
+				}
+			}
+			c.hc.Delivered(items[:n])
+			clear(items)
+		}
+	}
+}
+
+// recvLoop applies the client's frames until the client half-closes, the
+// call breaks or a frame is refused.
+func (c *call) recvLoop(ctx context.Context) recvEnd {
+	for {
+		var m rawMessage
+		if err := c.stream.RecvMsg(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return recvHalfClose
+			}
+			if status.Code(err) == codes.ResourceExhausted {
+				// Over the server's receive limit: gRPC has already
+				// ended the call; the stream leaves as after a 1009.
+				c.hc.Fail(wireerr.MessageTooLarge)
+				return recvFailed
+			}
+			return recvLost
+		}
+		if err := c.handle(ctx, m.b); err != nil {
+			code := wireerr.Internal
+			if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
+				code = we.Code
+			}
+			c.hc.Fail(code)
+			return recvFailed
+		}
+	}
+}
+
+var (
+	errTooLarge     = wireerr.New(wireerr.MessageTooLarge, "")
+	errMalformed    = wireerr.New(wireerr.MalformedFrame, "")
+	errUnknown      = wireerr.New(wireerr.UnknownFrameType, "")
+	errTokenLarge   = wireerr.New(wireerr.TokenTooLarge, "")
+	errMetaLarge    = wireerr.New(wireerr.MetadataTooLarge, "")
+	errSubscription = wireerr.New(wireerr.InvalidSubscription, "")
+	errReadOnly     = wireerr.New(wireerr.ReadOnly, "observers may send only ping and subscribe")
+)
+
+// handle applies one client frame with the checks of spec 4.2 a WebSocket
+// frame gets.
+func (c *call) handle(ctx context.Context, b []byte) error {
+	if len(b) > maxMessage {
+		return errTooLarge
+	}
+	var f amsv1.ClientFrame
+	if err := proto.Unmarshal(b, &f); err != nil {
+		return errMalformed
+	}
+	switch x := f.GetFrame().(type) {
+	case *amsv1.ClientFrame_Token:
+		if c.observer {
+			return errReadOnly
+		}
+		data := x.Token.GetData()
+		if len(data) > frame.MaxData {
+			return errTokenLarge
+		}
+		_, _, err := c.hc.Emit(data)
+		return discardDisplaced(err)
+	case *amsv1.ClientFrame_SetMetadata:
+		if c.observer {
+			return errReadOnly
+		}
+		md := x.SetMetadata.GetMetadataJson()
+		if !isObject(md) {
+			return errMalformed
+		}
+		if len(md) > frame.MaxMetadata {
+			return errMetaLarge
+		}
+		_, _, err := c.hc.SetMetadata(ctx, md)
+		return discardDisplaced(err)
+	case *amsv1.ClientFrame_Ping:
+		c.hc.Ping()
+	case *amsv1.ClientFrame_Subscribe:
+		if x.Subscribe.GetStreamsAll() {
+			c.hc.Subscribe(true, nil)
+			return nil
+		}
+		items, ok := frame.NormalizeFilter(x.Subscribe.GetStreams())
+		if !ok {
+			return errSubscription
+		}
+		c.hc.Subscribe(false, items)
+	default:
+		return errUnknown
+	}
+	return nil
+}
+
+// isObject reports whether s is exactly one JSON object, with no space
+// around it: what a WebSocket frame's `metadata` member is.
+func isObject(s string) bool {
+	return len(s) >= 2 && s[0] == '{' && s[len(s)-1] == '}' && json.Valid([]byte(s))
+}
+
+// discardDisplaced drops input of a displaced connection (spec 4.5): it is
+// being closed already. Other failures of an accepted frame are internal.
+func discardDisplaced(err error) error {
+	if we, ok := wireerr.As(err); ok && we.Code.Name == wireerr.StreamDisplaced.Name {
+		return nil
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return wireerr.New(wireerr.Internal, "emit failed")
+	}
+	return nil
+}
