@@ -28,6 +28,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
 	"github.com/amsrouter/ams/services/gateway/internal/httpstream"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/gateway/internal/mcpserver"
 	"github.com/amsrouter/ams/services/gateway/internal/metrics"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
 	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
@@ -235,6 +236,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	cancel()
 
 	admitter := &wsconn.Admitter{Auth: g.auth, Admission: g.adm}
+	mcpSrv, err := mcpserver.New(ctx, mcpserver.Config{
+		Log: log, Gateway: cfg.Name, Hub: g.hub, Auth: g.auth, Admission: g.adm, Deriver: deriver,
+		Links: links, NATS: g.nc, Replicas: cfg.Data.Replicas, Memory: cfg.Data.Memory,
+		PublicURL: cfg.PublicURL, Keepalive: cfg.SSEKeepAlive,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open mcp sessions: %w", err)
+	}
 	g.api = httpapi.New(httpapi.Deps{
 		Log:       log,
 		Metrics:   g.metrics,
@@ -260,8 +269,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 				SendBuffer: cfg.SendBuffer,
 				SSE:        &httpstream.SSE{Log: log, Admitter: admitter, Hub: g.hub, KeepAlive: cfg.SSEKeepAlive},
 			},
-			Tokens:   &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub},
-			Metadata: &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub, Metadata: true},
+			Tokens:    &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub},
+			Metadata:  &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub, Metadata: true},
+			MCP:       mcpSrv.MCP(),
+			MagicLink: mcpSrv.MagicLink(),
 		},
 	})
 

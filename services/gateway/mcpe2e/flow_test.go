@@ -1,0 +1,155 @@
+package mcpe2e
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestTwoClientsOnTwoGateways_C77_C78_C80 is the must-show flow: two Go SDK
+// MCP clients, each on its own gateway, create, join and exchange tokens;
+// notifications arrive; ams_recv returns the same tokens; nobody hears
+// itself; ams_leave gives the other stream_left.
+func TestTwoClientsOnTwoGateways_C77_C78_C80(t *testing.T) {
+	t.Parallel()
+	sys, creds := system(t, 2, "alpha", "beta")
+	hs := hosts(t, sys)
+	a := connect(t, clientOpts{bearer: creds["alpha"], hosts: hs, pick: only(0)})
+	b := connect(t, clientOpts{bearer: creds["beta"], hosts: hs, pick: only(1)})
+
+	created := a.ok("ams_create_conversation", map[string]any{"alias": "room", "metadata": map[string]any{"topic": "mcp"}})
+	link := created["magic_link"].(string)
+	ja := a.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "alice"})
+	if ja["ok"] != true || ja["stream_name"] != "alice" || ja["stream_id"] != created["stream_id"] && created["stream_name"] == "alice" {
+		t.Fatalf("join payload: %v", ja)
+	}
+	jb := b.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "bob"})
+	alice, bob := ja["stream_id"].(string), jb["stream_id"].(string)
+	if peers := jb["peers"].([]any); len(peers) != 1 || peers[0].(map[string]any)["stream_id"] != alice {
+		t.Fatalf("bob's peers: %v", jb["peers"])
+	}
+	a.obs.notes.waitFor(t, "stream_joined of bob", func(l []note) bool {
+		return has(l, "notifications/ams/stream_joined", func(p map[string]any) bool { return p["stream_id"] == bob })
+	})
+
+	var sent []string
+	for i := range 5 {
+		data := fmt.Sprintf("hello %d", i)
+		sent = append(sent, data)
+		r := b.ok("ams_send", map[string]any{"data": data})
+		if r["stream_id"] != bob || r["seq"].(interface{ String() string }).String() != fmt.Sprint(i+1) {
+			t.Fatalf("send payload: %v", r)
+		}
+	}
+	got := a.obs.notes.waitFor(t, "bob's tokens", func(l []note) bool { return len(tokens(l, bob)) == len(sent) })
+	if diff := cmp.Diff(sent, tokens(got, bob)); diff != "" {
+		t.Fatalf("alice's token notifications (-sent +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(sent, a.recvTokens(bob, len(sent))); diff != "" {
+		t.Fatalf("alice's ams_recv tokens (-sent +got):\n%s", diff)
+	}
+
+	back := []string{"hi bob", "how are you"}
+	for _, d := range back {
+		a.ok("ams_send", map[string]any{"data": d})
+	}
+	got = b.obs.notes.waitFor(t, "alice's tokens", func(l []note) bool { return len(tokens(l, alice)) == len(back) })
+	if diff := cmp.Diff(back, tokens(got, alice)); diff != "" {
+		t.Fatalf("bob's token notifications (-sent +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(back, b.recvTokens(alice, len(back))); diff != "" {
+		t.Fatalf("bob's ams_recv tokens (-sent +got):\n%s", diff)
+	}
+
+	// No self-echo (C78 without self_subscribe).
+	al, _ := a.obs.notes.snapshot()
+	bl, _ := b.obs.notes.snapshot()
+	if n := tokens(al, alice); len(n) != 0 {
+		t.Fatalf("alice heard herself: %v", n)
+	}
+	if n := tokens(bl, bob); len(n) != 0 {
+		t.Fatalf("bob heard himself: %v", n)
+	}
+
+	// Leave (C80).
+	if r := b.ok("ams_leave", nil); r["ok"] != true {
+		t.Fatalf("leave: %v", r)
+	}
+	b.ok("ams_leave", nil) // idempotent
+	a.obs.notes.waitFor(t, "stream_left of bob", func(l []note) bool {
+		return has(l, "notifications/ams/stream_left", func(p map[string]any) bool { return p["stream_id"] == bob })
+	})
+	b.fail("ams_send", map[string]any{"data": "still here?"}, "left")
+	b.fail("ams_set_metadata", map[string]any{"metadata": map[string]any{}}, "left")
+	rj := b.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "bob"})
+	if rj["stream_id"] != bob {
+		t.Fatalf("rejoin stream_id %v, want %s", rj["stream_id"], bob)
+	}
+	r := b.ok("ams_send", map[string]any{"data": "back"})
+	if r["seq"].(interface{ String() string }).String() != "6" {
+		t.Fatalf("seq after rejoin: %v, want 6", r["seq"])
+	}
+}
+
+// TestSessionMovesBetweenGateways_C83 initializes on gateway 0 and sends
+// every later request to the other gateway in turn: no sticky sessions.
+func TestSessionMovesBetweenGateways_C83(t *testing.T) {
+	t.Parallel()
+	sys, creds := system(t, 2, "alpha", "beta")
+	hs := hosts(t, sys)
+	// The mover: request n goes to gateway n%2 (initialize on 0).
+	m := connect(t, clientOpts{bearer: creds["alpha"], hosts: hs, pick: func(n int) int { return n % 2 }, noPush: true})
+	peer := connect(t, clientOpts{bearer: creds["beta"], hosts: hs, pick: only(0)})
+
+	created := m.ok("ams_create_conversation", map[string]any{"alias": "moving"})
+	link := created["magic_link"].(string)
+	j := m.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "mover"})
+	mover := j["stream_id"].(string)
+	pj := peer.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "peer"})
+	peerID := pj["stream_id"].(string)
+
+	var sent []string
+	for i := range 6 {
+		d := fmt.Sprintf("m%d", i)
+		sent = append(sent, d)
+		r := m.ok("ams_send", map[string]any{"data": d})
+		if r["stream_id"] != mover || r["seq"].(interface{ String() string }).String() != fmt.Sprint(i+1) {
+			t.Fatalf("send %d payload: %v", i, r)
+		}
+	}
+	got := peer.obs.notes.waitFor(t, "the mover's tokens", func(l []note) bool { return len(tokens(l, mover)) == len(sent) })
+	if diff := cmp.Diff(sent, tokens(got, mover)); diff != "" {
+		t.Fatalf("peer's tokens (-sent +got):\n%s", diff)
+	}
+	if has(got, "notifications/ams/stream_left", nil) || countJoined(got, mover) > 0 {
+		t.Fatalf("moves between gateways were visible to the peer: %s", summary(got))
+	}
+
+	var back []string
+	for i := range 4 {
+		d := fmt.Sprintf("p%d", i)
+		back = append(back, d)
+		peer.ok("ams_send", map[string]any{"data": d})
+	}
+	if diff := cmp.Diff(back, m.recvTokens(peerID, len(back))); diff != "" {
+		t.Fatalf("the mover's ams_recv (-sent +got):\n%s", diff)
+	}
+	m.obs.mu.Lock()
+	reqs := slices.Clone(m.obs.requests)
+	m.obs.mu.Unlock()
+	if !slices.Contains(reqs, "POST "+hs[0]) || !slices.Contains(reqs, "POST "+hs[1]) {
+		t.Fatalf("requests did not alternate gateways: %v", reqs)
+	}
+}
+
+func countJoined(l []note, id string) int {
+	n := 0
+	for _, x := range l {
+		if x.Method == "notifications/ams/stream_joined" && x.Params["stream_id"] == id {
+			n++
+		}
+	}
+	return n
+}
