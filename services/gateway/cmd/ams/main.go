@@ -5,6 +5,15 @@
 //	              their real gRPC servers on loopback, and a gateway
 //	ams migrate   apply the account or link schema migrations and exit
 //
+// and the client commands, which use the Go SDK (pkg/ams) against a
+// gateway and keep the account in a config file:
+//
+//	ams account create <namespace>    create an account, save its credential
+//	ams conversation create|get       mint a conversation, print its magic link
+//	ams join <magic link>             take part: stdin lines out, peers' tokens in
+//	ams links list|create|revoke      manage a conversation's links
+//	ams rotate                        replace the account's credential
+//
 // `ams -h` lists the subcommands; `ams <command> -h` lists a command's
 // flags. Every flag can also be set by AMS_<COMMAND>_<FLAG>.
 package main
@@ -39,6 +48,7 @@ var errUsage = errors.New("usage")
 // env is what a command may use of its process.
 type env struct {
 	getenv         func(string) string
+	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
@@ -55,11 +65,16 @@ func commands() []command {
 	return []command{
 		{"dev", "run the whole system in one process (embedded NATS, SQLite, all services)", runDev},
 		{"migrate", "apply the schema migrations of the account or link service and exit", runMigrate},
+		{"account", "create an account and save its credential (ams account create <namespace>)", runAccount},
+		{"conversation", "mint a conversation and print its magic link, or show one", runConversation},
+		{"join", "join a conversation: stdin lines become tokens, peers' tokens print live", runJoin},
+		{"links", "list, create or revoke the links of a conversation you own", runLinks},
+		{"rotate", "replace the account's credential", runRotate},
 	}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	e := env{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		usage(stderr)
 		return errUsage
@@ -86,7 +101,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, `Run "ams <command> -h" for the flags of a command.`)
