@@ -3,9 +3,9 @@ package httpstream
 import (
 	"encoding/json"
 	"io"
-	"unicode/utf8"
 	"log/slog"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/amsrouter/ams/services/gateway/internal/connreq"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
