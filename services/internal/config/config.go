@@ -123,6 +123,19 @@ func (f *FlagSet) Duration(p *time.Duration, name string, def time.Duration, usa
 	f.DurationVar(p, name, def, f.usage(name, usage))
 }
 
+// Float64 defines a float64 flag.
+func (f *FlagSet) Float64(p *float64, name string, def float64, usage string) {
+	if v := f.getenv(f.Env(name)); v != "" {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s: %w", f.Env(name), err))
+		} else {
+			def = x
+		}
+	}
+	f.Float64Var(p, name, def, f.usage(name, usage))
+}
+
 // Secret defines a secret read from the file named by -<name>-file (or
 // AMS_<P>_<NAME>_FILE), else from AMS_<P>_<NAME>. There is deliberately no
 // flag carrying the value itself: command lines are visible to every user
