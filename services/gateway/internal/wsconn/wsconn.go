@@ -238,6 +238,11 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 				if peer == 0 {
 					peer, echo = 1005, 1000
 				}
+				// Forget the connection before the echo completes the
+				// handshake: a client that reconnects once it has the
+				// echo finds its stream left (or, after 1001, in its
+				// grace), never still attached (spec 4.5).
+				c.hc.Close(peer, peer == 1001)
 				// Echo the client's close code (spec 4.2).
 				c.Close(echo, "")
 				return peer, peer == 1001
