@@ -383,11 +383,9 @@ func (s *Session) run(t transport) {
 	for {
 		ev, err := t.recv()
 		if err == nil {
-			if !s.handle(ev) {
-				t.close()
-				final = Closed{Code: wire.CloseNormal}
-				break
-			}
+			// After Close, frames are dropped until the connection ends
+			// (Close waits for the server's answer, bounded).
+			s.handle(ev)
 			continue
 		}
 		code, reason := t.status(err)
@@ -595,6 +593,9 @@ func matches(filter []string, on bool, st wire.Stream) bool {
 // already has, keeps the cursor, and delivers the rest. It returns false
 // when Close was called.
 func (s *Session) handle(ev wire.Event) bool {
+	if s.closing() {
+		return false
+	}
 	switch e := ev.(type) {
 	case wire.Token:
 		if !s.advance(e.StreamID, e.Seq) {

@@ -327,17 +327,16 @@ func TestReconnectResume(t *testing.T) {
 		w := join(t, wc, link, opts(via, ams.WithStreamName("writer"))...)
 		waitFor[wire.StreamJoined](t, r, nil)
 
-		const n, cutAt, phase2 = 400, 50, 100
-		sent := make(chan error, 1)
-		go func() {
-			for i := 1; i <= n; i++ {
+		const first, cutAt, n, phase2 = 200, 50, 300, 100
+		send := func(from, to int) {
+			t.Helper()
+			for i := from; i <= to; i++ {
 				if err := w.Send(ctx, fmt.Sprint("tok-", i)); err != nil {
-					sent <- err
-					return
+					t.Fatal(err)
 				}
 			}
-			sent <- nil
-		}()
+		}
+		send(1, first)
 
 		var reconnects, reconnected int
 		next := 1
@@ -357,7 +356,11 @@ func TestReconnectResume(t *testing.T) {
 				case wire.Token:
 					check(ev)
 					if next == cutAt+1 {
-						p.cut(false)
+						// Cut mid-stream and stay down while more is sent:
+						// only a resume can bring it.
+						p.cut(true)
+						send(first+1, n)
+						p.release()
 					}
 				case ams.Reconnecting:
 					reconnects++
@@ -373,17 +376,10 @@ func TestReconnectResume(t *testing.T) {
 		if next != n+1 || reconnected == 0 || reconnects == 0 {
 			t.Fatalf("phase 1: got %d tokens, %d reconnecting, %d reconnected", next-1, reconnects, reconnected)
 		}
-		if err := <-sent; err != nil {
-			t.Fatal(err)
-		}
 
 		// Phase 2: down while the writer sends more and leaves.
 		p.cut(true)
-		for i := n + 1; i <= n+phase2; i++ {
-			if err := w.Send(ctx, fmt.Sprint("tok-", i)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		send(n+1, n+phase2)
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}

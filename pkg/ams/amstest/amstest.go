@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,9 +102,8 @@ type System struct {
 
 	httpAddr, grpcAddr string
 	cmd                *exec.Cmd
-	out                *buffer
+	out                *buffer // output of every run
 	exited             chan struct{}
-	waitErr            error
 	stopped            bool
 }
 
@@ -135,55 +135,71 @@ func StartProcess(dataDir string) (*System, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &System{Binary: bin, DataDir: dataDir, httpAddr: "127.0.0.1:0"}
-	if build.grpc {
-		s.grpcAddr = "127.0.0.1:0"
+	s := &System{Binary: bin, DataDir: dataDir, httpAddr: "127.0.0.1:0", out: &buffer{}}
+	// The gRPC port is chosen free, then released for ams dev to bind:
+	// another listener may take it meanwhile, so a bind failure retries.
+	for attempt := 0; attempt < 5; attempt++ {
+		if build.grpc {
+			port, perr := freePort()
+			if perr != nil {
+				return nil, perr
+			}
+			s.grpcAddr = "127.0.0.1:" + port
+		}
+		if err = s.start(); err == nil {
+			return s, nil
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
 	}
-	if err := s.start(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return nil, err
 }
 
-var (
-	urlLine  = regexp.MustCompile(`AMS is running at (http://\S+)`)
-	grpcLine = regexp.MustCompile(`(?i)grpc[^\n]*?((?:127\.0\.0\.1|localhost|\[::1?\]):\d+)`)
-)
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("pick a port: %w", err)
+	}
+	defer l.Close()
+	_, port, err := net.SplitHostPort(l.Addr().String())
+	return port, err
+}
+
+var urlLine = regexp.MustCompile(`AMS is running at (http://\S+)`)
 
 func (s *System) start() error {
 	args := []string{"dev", "-http-addr", s.httpAddr, "-data-dir", s.DataDir, "-log-level", "warn"}
 	if s.grpcAddr != "" {
 		args = append(args, "-grpc-addr", s.grpcAddr)
 	}
-	s.cmd = exec.Command(s.Binary, args...)
-	s.cmd.Env = baseEnv()
-	s.out = &buffer{}
+	// The goroutines of one run use only their own locals: a restart
+	// replaces the fields.
+	cmd := exec.Command(s.Binary, args...)
+	cmd.Env = baseEnv()
+	out := s.out
 	pr, pw := io.Pipe()
-	s.cmd.Stdout = pw
-	s.cmd.Stderr = s.out
-	s.exited = make(chan struct{})
-	s.stopped = false
-	if err := s.cmd.Start(); err != nil {
+	cmd.Stdout = pw
+	cmd.Stderr = out
+	exited := make(chan struct{})
+	s.cmd, s.exited, s.stopped = cmd, exited, false
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.Binary, err)
 	}
 	go func() {
-		s.waitErr = s.cmd.Wait()
+		err := cmd.Wait()
+		out.setWaitErr(err)
 		_ = pw.Close()
-		close(s.exited)
+		close(exited)
 	}()
-	found := make(chan struct{})
+	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
-		var once sync.Once
 		for sc.Scan() {
 			line := sc.Text()
-			_, _ = s.out.Write([]byte(line + "\n"))
-			if m := grpcLine.FindStringSubmatch(line); m != nil && s.grpcAddr != "" {
-				s.out.setGRPC(m[1])
-			}
-			if m := urlLine.FindStringSubmatch(line); m != nil {
-				s.out.setURL(m[1])
-				once.Do(func() { close(found) })
+			_, _ = out.Write([]byte(line + "\n"))
+			if m := urlLine.FindStringSubmatch(line); m != nil && len(found) == 0 {
+				found <- m[1]
 			}
 		}
 		_, _ = io.Copy(io.Discard, pr)
@@ -191,31 +207,16 @@ func (s *System) start() error {
 	timer := time.NewTimer(StartTimeout)
 	defer timer.Stop()
 	select {
-	case <-found:
-	case <-s.exited:
-		return fmt.Errorf("ams dev exited: %v\n%s", s.waitErr, s.out.String())
+	case s.URL = <-found:
+	case <-exited:
+		return fmt.Errorf("ams dev exited: %v\n%s", out.waitErr(), out.String())
 	case <-timer.C:
 		s.Kill()
 		return fmt.Errorf("ams dev did not start within %s\n%s", StartTimeout, s.out.String())
 	}
-	s.URL = s.out.url()
-	// The gRPC line, if any, comes with the banner; wait for it briefly.
-	if s.grpcAddr != "" {
-		deadline := time.Now().Add(5 * time.Second)
-		for s.out.grpc() == "" && time.Now().Before(deadline) {
-			select {
-			case <-s.exited:
-				return fmt.Errorf("ams dev exited: %v\n%s", s.waitErr, s.out.String())
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-		s.GRPCAddr = s.out.grpc()
-	}
+	s.GRPCAddr = s.grpcAddr
 	// A restart binds the same ports, so clients can reconnect.
 	s.httpAddr = strings.TrimPrefix(s.URL, "http://")
-	if s.GRPCAddr != "" {
-		s.grpcAddr = s.GRPCAddr
-	}
 	return nil
 }
 
@@ -231,7 +232,7 @@ func (s *System) Stop() error {
 	s.stopped = true
 	select {
 	case <-s.exited:
-		return fmt.Errorf("ams dev exited on its own: %v", s.waitErr)
+		return fmt.Errorf("ams dev exited on its own: %v", s.out.waitErr())
 	default:
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
@@ -239,7 +240,7 @@ func (s *System) Stop() error {
 	defer timer.Stop()
 	select {
 	case <-s.exited:
-		return s.waitErr
+		return s.out.waitErr()
 	case <-timer.C:
 		_ = s.cmd.Process.Kill()
 		<-s.exited
@@ -288,9 +289,9 @@ func baseEnv() []string {
 
 // buffer collects the system's output; safe for concurrent use.
 type buffer struct {
-	mu       sync.Mutex
-	b        bytes.Buffer
-	u, gaddr string
+	mu  sync.Mutex
+	b   bytes.Buffer
+	err error // the last run's exit
 }
 
 func (b *buffer) Write(p []byte) (int, error) {
@@ -305,7 +306,5 @@ func (b *buffer) String() string {
 	return b.b.String()
 }
 
-func (b *buffer) setURL(u string)  { b.mu.Lock(); b.u = u; b.mu.Unlock() }
-func (b *buffer) setGRPC(a string) { b.mu.Lock(); b.gaddr = a; b.mu.Unlock() }
-func (b *buffer) url() string      { b.mu.Lock(); defer b.mu.Unlock(); return b.u }
-func (b *buffer) grpc() string     { b.mu.Lock(); defer b.mu.Unlock(); return b.gaddr }
+func (b *buffer) setWaitErr(err error) { b.mu.Lock(); b.err = err; b.mu.Unlock() }
+func (b *buffer) waitErr() error       { b.mu.Lock(); defer b.mu.Unlock(); return b.err }

@@ -31,6 +31,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/mcpserver"
 	"github.com/amsrouter/ams/services/gateway/internal/metrics"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
+	"github.com/amsrouter/ams/services/gateway/internal/viewer"
 	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
 	"github.com/amsrouter/ams/services/internal/grpcx"
 	"github.com/amsrouter/ams/services/internal/ids"
@@ -240,6 +241,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Log: log, Gateway: cfg.Name, Hub: g.hub, Auth: g.auth, Admission: g.adm, Deriver: deriver,
 		Links: links, NATS: g.nc, Replicas: cfg.Data.Replicas, Memory: cfg.Data.Memory,
 		PublicURL: cfg.PublicURL, Keepalive: cfg.SSEKeepAlive,
+		Viewer: &viewer.Handler{Log: log, Admitter: admitter},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open mcp sessions: %w", err)

@@ -75,7 +75,7 @@ func TestC89ViewerHeaders(t *testing.T) {
 // inlineHash is the CSP source of the one inline element tag of a page.
 func inlineHash(t *testing.T, page, tag string) string {
 	t.Helper()
-	m := regexp.MustCompile(`(?s)<` + tag + `>(.*?)</` + tag + `>`).FindAllStringSubmatch(page, -1)
+	m := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+tag+`>`).FindAllStringSubmatch(page, -1)
 	if len(m) != 1 {
 		t.Fatalf("page has %d <%s> elements, want 1", len(m), tag)
 	}

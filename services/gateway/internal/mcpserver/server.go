@@ -134,9 +134,12 @@ func (s *Server) MagicLink() http.Handler {
 		switch r.Method {
 		case http.MethodGet:
 			switch {
-			case r.Header.Get(sessionHeader) != "" || accepts(r, "text/event-stream"):
+			// Spec 3.7 dispatches on the media types the Accept header
+			// names, not on wildcards: a browser's navigation (text/html,
+			// …, */*) is the viewer's, not the push leg's.
+			case r.Header.Get(sessionHeader) != "" || names(r, "text/event-stream"):
 				s.serveGET(w, r)
-			case accepts(r, "text/html") && s.cfg.Viewer != nil:
+			case names(r, "text/html") && s.cfg.Viewer != nil:
 				s.cfg.Viewer.ServeHTTP(w, r)
 			default:
 				httpapi.WriteError(w, s.log, wireerr.New(wireerr.NotFound, "nothing is served here for this Accept"))
@@ -616,6 +619,20 @@ func accepts(r *http.Request, want string) bool {
 			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
 			mt = strings.ToLower(strings.TrimSpace(mt))
 			if mt == want || mt == "*/*" || mt == major+"/*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// names reports an Accept header that names the media type want itself
+// (wildcards do not count).
+func names(r *http.Request, want string) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if strings.EqualFold(strings.TrimSpace(mt), want) {
 				return true
 			}
 		}
