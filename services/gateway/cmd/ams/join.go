@@ -48,6 +48,9 @@ func runJoin(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return help(err)
 	}
+	if _, err := ams.ParseMagicLink(pos[0]); err != nil {
+		return err
+	}
 	cfg, path, err := cf.load(e)
 	if err != nil {
 		return err
