@@ -18,7 +18,14 @@ func TestTwoClientsOnTwoGateways_C77_C78_C80(t *testing.T) {
 	hs := hosts(t, sys)
 	a := connect(t, clientOpts{bearer: creds["alpha"], hosts: hs, pick: only(0)})
 	b := connect(t, clientOpts{bearer: creds["beta"], hosts: hs, pick: only(1)})
+	exchange(t, a, b)
+}
 
+// exchange is the must-show conversation between a and b: a creates and
+// both join; tokens both ways arrive as notifications and by ams_recv;
+// nobody hears itself; leave gives stream_left; a left session gets left
+// until it joins again.
+func exchange(t *testing.T, a, b *client) {
 	created := a.ok("ams_create_conversation", map[string]any{"alias": "room", "metadata": map[string]any{"topic": "mcp"}})
 	link := created["magic_link"].(string)
 	ja := a.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "alice"})
@@ -30,7 +37,7 @@ func TestTwoClientsOnTwoGateways_C77_C78_C80(t *testing.T) {
 	if peers := jb["peers"].([]any); len(peers) != 1 || peers[0].(map[string]any)["stream_id"] != alice {
 		t.Fatalf("bob's peers: %v", jb["peers"])
 	}
-	a.obs.notes.waitFor(t, "stream_joined of bob", func(l []note) bool {
+	a.notes.waitFor(t, "stream_joined of bob", func(l []note) bool {
 		return has(l, "notifications/ams/stream_joined", func(p map[string]any) bool { return p["stream_id"] == bob })
 	})
 
@@ -43,7 +50,7 @@ func TestTwoClientsOnTwoGateways_C77_C78_C80(t *testing.T) {
 			t.Fatalf("send payload: %v", r)
 		}
 	}
-	got := a.obs.notes.waitFor(t, "bob's tokens", func(l []note) bool { return len(tokens(l, bob)) == len(sent) })
+	got := a.notes.waitFor(t, "bob's tokens", func(l []note) bool { return len(tokens(l, bob)) == len(sent) })
 	if diff := cmp.Diff(sent, tokens(got, bob)); diff != "" {
 		t.Fatalf("alice's token notifications (-sent +got):\n%s", diff)
 	}
@@ -55,7 +62,7 @@ func TestTwoClientsOnTwoGateways_C77_C78_C80(t *testing.T) {
 	for _, d := range back {
 		a.ok("ams_send", map[string]any{"data": d})
 	}
-	got = b.obs.notes.waitFor(t, "alice's tokens", func(l []note) bool { return len(tokens(l, alice)) == len(back) })
+	got = b.notes.waitFor(t, "alice's tokens", func(l []note) bool { return len(tokens(l, alice)) == len(back) })
 	if diff := cmp.Diff(back, tokens(got, alice)); diff != "" {
 		t.Fatalf("bob's token notifications (-sent +got):\n%s", diff)
 	}
@@ -64,8 +71,8 @@ func TestTwoClientsOnTwoGateways_C77_C78_C80(t *testing.T) {
 	}
 
 	// No self-echo (C78 without self_subscribe).
-	al, _ := a.obs.notes.snapshot()
-	bl, _ := b.obs.notes.snapshot()
+	al, _ := a.notes.snapshot()
+	bl, _ := b.notes.snapshot()
 	if n := tokens(al, alice); len(n) != 0 {
 		t.Fatalf("alice heard herself: %v", n)
 	}
@@ -78,7 +85,7 @@ func TestTwoClientsOnTwoGateways_C77_C78_C80(t *testing.T) {
 		t.Fatalf("leave: %v", r)
 	}
 	b.ok("ams_leave", nil) // idempotent
-	a.obs.notes.waitFor(t, "stream_left of bob", func(l []note) bool {
+	a.notes.waitFor(t, "stream_left of bob", func(l []note) bool {
 		return has(l, "notifications/ams/stream_left", func(p map[string]any) bool { return p["stream_id"] == bob })
 	})
 	b.fail("ams_send", map[string]any{"data": "still here?"}, "left")
@@ -119,7 +126,7 @@ func TestSessionMovesBetweenGateways_C83(t *testing.T) {
 			t.Fatalf("send %d payload: %v", i, r)
 		}
 	}
-	got := peer.obs.notes.waitFor(t, "the mover's tokens", func(l []note) bool { return len(tokens(l, mover)) == len(sent) })
+	got := peer.notes.waitFor(t, "the mover's tokens", func(l []note) bool { return len(tokens(l, mover)) == len(sent) })
 	if diff := cmp.Diff(sent, tokens(got, mover)); diff != "" {
 		t.Fatalf("peer's tokens (-sent +got):\n%s", diff)
 	}

@@ -19,7 +19,13 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(gwtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := gwtest.Main(m)
+	if amsBuild.dir != "" {
+		_ = os.RemoveAll(amsBuild.dir)
+	}
+	os.Exit(code)
+}
 
 // wait is how long a test waits for something that must happen.
 const wait = 15 * time.Second
@@ -192,9 +198,10 @@ func (o *observer) dispatch(data []byte, via string) {
 
 // client is a test MCP client: the Go SDK's, over Streamable HTTP.
 type client struct {
-	t   testing.TB
-	cs  *mcp.ClientSession
-	obs *observer
+	t     testing.TB
+	cs    *mcp.ClientSession
+	obs   *observer // HTTP clients only
+	notes *notes
 }
 
 type clientOpts struct {
@@ -241,7 +248,7 @@ func connect(t testing.TB, o clientOpts) *client {
 		t.Fatalf("connect MCP client: %v", err)
 	}
 	t.Cleanup(func() { _ = cs.Close() })
-	cl := &client{t: t, cs: cs, obs: obs}
+	cl := &client{t: t, cs: cs, obs: obs, notes: obs.notes}
 	if !o.noPush {
 		select {
 		case <-obs.pushOpen:

@@ -124,17 +124,17 @@ func TestSelfSubscribeAndMetadata_C78_C79(t *testing.T) {
 		t.Fatalf("auto stream name %q", name)
 	}
 	self.ok("ams_send", map[string]any{"data": "to myself too"})
-	got := self.obs.notes.waitFor(t, "own token", func(l []note) bool { return len(tokens(l, own)) == 1 })
+	got := self.notes.waitFor(t, "own token", func(l []note) bool { return len(tokens(l, own)) == 1 })
 	if tokens(got, own)[0] != "to myself too" {
 		t.Fatalf("own tokens %v", tokens(got, own))
 	}
-	peer.obs.notes.waitFor(t, "peer gets the token", func(l []note) bool { return len(tokens(l, own)) == 1 })
+	peer.notes.waitFor(t, "peer gets the token", func(l []note) bool { return len(tokens(l, own)) == 1 })
 
 	r := self.ok("ams_set_metadata", map[string]any{"metadata": json.RawMessage(`{"status":"thinking","n":1}`)})
 	if r["seq"].(json.Number).String() != "2" {
 		t.Fatalf("set_metadata payload %v", r)
 	}
-	l := peer.obs.notes.waitFor(t, "stream_metadata", func(l []note) bool {
+	l := peer.notes.waitFor(t, "stream_metadata", func(l []note) bool {
 		return has(l, "notifications/ams/stream_metadata", func(p map[string]any) bool { return p["stream_id"] == own })
 	})
 	for _, x := range l {
@@ -208,10 +208,10 @@ func TestRideAlong_C81(t *testing.T) {
 	s.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "reader"})
 	peer.send(t, 100, "t")
 	// The push leg has a copy of all 100: they are buffered.
-	s.obs.notes.waitFor(t, "100 tokens on the push leg", func(l []note) bool { return len(tokens(l, peer.streamID)) == 100 })
-	before, _ := s.obs.notes.snapshot()
+	s.notes.waitFor(t, "100 tokens on the push leg", func(l []note) bool { return len(tokens(l, peer.streamID)) == 100 })
+	before, _ := s.notes.snapshot()
 	s.ok("ams_send", map[string]any{"data": "mine"})
-	after, _ := s.obs.notes.snapshot()
+	after, _ := s.notes.snapshot()
 	var ride []string
 	for _, x := range after[len(before):] {
 		if x.Via == "post" && x.Method == "notifications/ams/token" {
@@ -240,7 +240,7 @@ func TestTruncation_C82(t *testing.T) {
 	s := connect(t, clientOpts{hosts: hosts(t, sys)})
 	s.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "reader"})
 	peer.send(t, 1100, "t")
-	s.obs.notes.waitFor(t, "1100 tokens on the push leg", func(l []note) bool { return len(tokens(l, peer.streamID)) == 1100 })
+	s.notes.waitFor(t, "1100 tokens on the push leg", func(l []note) bool { return len(tokens(l, peer.streamID)) == 1100 })
 	m := s.ok("ams_recv", map[string]any{"wait_ms": 0})
 	frames := recvFrames(t, m)
 	if m["truncated"] != true || m["dropped"].(json.Number).String() != "100" {
@@ -368,7 +368,7 @@ func TestDisplacement_C85(t *testing.T) {
 	closed := func(p map[string]any) bool {
 		return p["code"] == json.Number("4001") && p["reason"] == "stream_displaced" && p["conversation_id"] == conv["conversation_id"]
 	}
-	first.obs.notes.waitFor(t, "closed 4001 stream_displaced", func(l []note) bool { return has(l, "notifications/ams/closed", closed) })
+	first.notes.waitFor(t, "closed 4001 stream_displaced", func(l []note) bool { return has(l, "notifications/ams/closed", closed) })
 	// ams_recv only drains: the closed frame, at once.
 	m := first.ok("ams_recv", map[string]any{"wait_ms": 20000})
 	fr := recvFrames(t, m)
@@ -385,12 +385,12 @@ func TestDisplacement_C85(t *testing.T) {
 	if s["seq"].(json.Number).String() != "2" {
 		t.Fatalf("second send %v", s)
 	}
-	if l, _ := second.obs.notes.snapshot(); has(l, "notifications/ams/closed", nil) {
+	if l, _ := second.notes.snapshot(); has(l, "notifications/ams/closed", nil) {
 		t.Fatal("the second session was displaced by the first")
 	}
 	// Until ams_join, which displaces the second.
 	first.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "same"})
-	second.obs.notes.waitFor(t, "second displaced", func(l []note) bool { return has(l, "notifications/ams/closed", closed) })
+	second.notes.waitFor(t, "second displaced", func(l []note) bool { return has(l, "notifications/ams/closed", closed) })
 	if s := first.ok("ams_send", map[string]any{"data": "three"}); s["seq"].(json.Number).String() != "3" {
 		t.Fatalf("send after re-join %v", s)
 	}

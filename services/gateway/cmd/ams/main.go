@@ -70,6 +70,7 @@ func commands() []command {
 		{"join", "join a conversation: stdin lines become tokens, peers' tokens print live", runJoin},
 		{"links", "list, create or revoke the links of a conversation you own", runLinks},
 		{"rotate", "replace the account's credential", runRotate},
+		{"mcp", "serve MCP over stdio for a local agent, speaking to a gateway (AMS_URL)", runMCP},
 	}
 }
 

@@ -449,6 +449,12 @@ var slugRuns = regexp.MustCompile(`[^a-z0-9]+`)
 // no stream name: slug + "-" + the first 4 hex of
 // H("auto-stream-name|" + session id) (spec 5.5).
 func autoStreamName(d *ids.Deriver, sessionID, peerIdentity string) string {
+	return autoSlug(peerIdentity) + "-" + d.H("auto-stream-name|" + sessionID)[:4]
+}
+
+// autoSlug is `client` or `kind` lower-cased, runs of [^a-z0-9] made one
+// "-", trimmed of "-", at most 24 characters, "peer" if empty.
+func autoSlug(peerIdentity string) string {
 	var pi struct {
 		Kind   string  `json:"kind"`
 		Client *string `json:"client"`
@@ -466,7 +472,7 @@ func autoStreamName(d *ids.Deriver, sessionID, peerIdentity string) string {
 	if slug == "" {
 		slug = "peer"
 	}
-	return slug + "-" + d.H("auto-stream-name|" + sessionID)[:4]
+	return slug
 }
 
 // joinedPayload is ams_join's payload: {"ok":true} plus the joined frame
