@@ -191,6 +191,12 @@ func (b *buffer) recv(ctx context.Context, stop <-chan struct{}) ([]entry, int) 
 	return out, dropped
 }
 
+func (b *buffer) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.entries)
+}
+
 // reset forgets every entry (the session moved to another gateway, which
 // rebuilds what the client has not got from the cursor).
 func (b *buffer) reset() {

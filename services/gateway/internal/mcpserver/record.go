@@ -73,6 +73,8 @@ type record struct {
 	Cursor        map[string]uint64 `json:"cursor,omitempty"`
 	Holder        string            `json:"holder,omitempty"`
 	Epoch         uint64            `json:"epoch,omitempty"`
+	// Touched is refreshed while a push leg is open.
+	Touched time.Time `json:"touched,omitzero"`
 }
 
 // errNoSession: no record under that id (never minted, deleted or expired).

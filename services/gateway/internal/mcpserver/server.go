@@ -56,6 +56,10 @@ type Config struct {
 	PublicURL string
 	// Keepalive is the push leg's idle interval (spec: 15 s).
 	Keepalive time.Duration
+	// IdleTimeout ends the wire of a session nobody uses: no tool call on
+	// the holder and no push leg anywhere for this long (default 30 min).
+	// The stream leaves after its grace; a later call re-joins it.
+	IdleTimeout time.Duration
 	// Viewer serves GET with Accept text/html on the magic-link URL; nil
 	// answers 404.
 	Viewer http.Handler
@@ -93,6 +97,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Keepalive == 0 {
 		cfg.Keepalive = defaultKeepalive
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 30 * time.Minute
 	}
 	st, err := openStore(ctx, cfg.NATS, cfg.Replicas, cfg.Memory)
 	if err != nil {
@@ -398,7 +405,9 @@ func (s *Server) serveSDK(w http.ResponseWriter, r *http.Request, sid string, re
 		rpcError(w, http.StatusInternalServerError, codeServer, "internal error")
 		return
 	}
-	c := call{sess: s.session(sid), conn: t.conn, base: s.publicBase(r)}
+	sess := s.session(sid)
+	sess.touch()
+	c := call{sess: sess, conn: t.conn, base: s.publicBase(r)}
 	s.mu.Lock()
 	s.calls[ss] = c
 	s.mu.Unlock()
@@ -428,10 +437,27 @@ func (s *Server) session(id string) *session {
 	defer s.mu.Unlock()
 	sess := s.sessions[id]
 	if sess == nil {
+		if len(s.sessions) >= maxLocalSessions {
+			s.sweepLocked()
+		}
 		sess = &session{srv: s, id: id, buf: newBuffer()}
 		s.sessions[id] = sess
 	}
 	return sess
+}
+
+// maxLocalSessions bounds the sessions a gateway keeps state for; beyond,
+// sessions without a wire or buffered frames are forgotten (the record
+// has what a later request needs).
+const maxLocalSessions = 10_000
+
+func (s *Server) sweepLocked() {
+	for id, sess := range s.sessions {
+		if !sess.heldHere() && sess.buf.len() == 0 && sess.op.TryLock() {
+			delete(s.sessions, id)
+			sess.op.Unlock()
+		}
+	}
 }
 
 func (s *Server) forget(id string) {
@@ -501,7 +527,43 @@ func (s *Server) serveGET(w http.ResponseWriter, r *http.Request) {
 	_ = s.cfg.NATS.FlushTimeout(5 * time.Second)
 	pw := newPushWriter(w, s.cfg.Keepalive)
 	defer pw.stop()
+	stopTouch := s.touchRecord(sid)
+	defer stopTouch()
 	inner.ServeHTTP(pw, r)
+}
+
+// touchRecord marks the session in use while a push leg is open, so that
+// its holder (on any gateway) keeps the wire.
+func (s *Server) touchRecord(sid string) func() {
+	touch := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _, _ = s.store.update(ctx, sid, func(r *record) error {
+			r.Touched = time.Now()
+			return nil
+		})
+	}
+	touch()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.cfg.IdleTimeout / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				touch()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // serveDELETE ends a session: it leaves its stream (spec 5.5).

@@ -32,6 +32,47 @@ type session struct {
 
 	mu   sync.Mutex
 	wire *wire
+	idle *time.Timer // ends an unused wire; reset by every request
+}
+
+// touch records a request: the idle timer starts over.
+func (s *session) touch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idle == nil {
+		s.idle = time.AfterFunc(s.srv.cfg.IdleTimeout, s.idleCheck)
+		return
+	}
+	s.idle.Reset(s.srv.cfg.IdleTimeout)
+}
+
+// idleCheck ends the wire of a session unused for IdleTimeout, unless a
+// push leg keeps it (Touched in the record). The stream stays for its
+// grace; a later call re-joins it with the cursor.
+func (s *session) idleCheck() {
+	w := s.current()
+	if w == nil || w.ended() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	rec, _, err := s.srv.store.get(ctx, s.id)
+	cancel()
+	if err == nil && time.Since(rec.Touched) < s.srv.cfg.IdleTimeout {
+		s.mu.Lock()
+		s.idle.Reset(s.srv.cfg.IdleTimeout - time.Since(rec.Touched))
+		s.mu.Unlock()
+		return
+	}
+	if !s.op.TryLock() {
+		s.touch() // in use right now
+		return
+	}
+	defer s.op.Unlock()
+	if s.current() == w {
+		s.clearWire(w)
+		w.detach(false)
+		s.buf.reset() // a re-join replays from the cursor
+	}
 }
 
 // wire is a session's hub connection on this gateway: the hub.Sink that

@@ -1,0 +1,153 @@
+package mcpserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestNotificationIsFrameMinusType(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ frame, method, params string }{
+		{`{"type":"token","stream_id":"s","data":"{\"a\":1}","seq":3}`, "notifications/ams/token", `{"stream_id":"s","data":"{\"a\":1}","seq":3}`},
+		{`{"type":"stream_metadata","metadata":{"z":1,"a":[2]},"seq":1}`, "notifications/ams/stream_metadata", `{"metadata":{"z":1,"a":[2]},"seq":1}`},
+		{`{"type":"pong"}`, "notifications/ams/pong", `{}`},
+	}
+	for _, c := range cases {
+		e, ok := notification([]byte(c.frame))
+		if !ok || e.method != c.method || string(e.params) != c.params {
+			t.Errorf("%s: got %q %s, want %q %s", c.frame, e.method, e.params, c.method, c.params)
+		}
+	}
+	if _, ok := notification([]byte(`["x"]`)); ok {
+		t.Error("a non-frame converted")
+	}
+}
+
+func TestJoinedPayload(t *testing.T) {
+	t.Parallel()
+	got := string(joinedPayload([]byte(`{"type":"joined","conversation_id":"c","peers":[]}`)))
+	if want := `{"ok":true,"conversation_id":"c","peers":[]}`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+}
+
+func token(i int) entry {
+	return entry{method: "notifications/ams/token", params: []byte(fmt.Sprintf(`{"data":"t%d"}`, i))}
+}
+
+func TestBufferTruncatesOldestWithMarker_C82(t *testing.T) {
+	t.Parallel()
+	b := newBuffer()
+	for i := range MaxBufferFrames + 150 {
+		b.add(token(i))
+	}
+	es := b.take(0)
+	if len(es) != MaxBufferFrames+1 || !es[0].marker || string(es[0].params) != `{"dropped":150}` {
+		t.Fatalf("%d entries, first %s %s", len(es), es[0].method, es[0].params)
+	}
+	if string(es[1].params) != `{"data":"t150"}` || string(es[len(es)-1].params) != fmt.Sprintf(`{"data":"t%d"}`, MaxBufferFrames+149) {
+		t.Fatalf("kept %s .. %s", es[1].params, es[len(es)-1].params)
+	}
+	if b.dropped != 150 {
+		t.Fatalf("dropped %d", b.dropped)
+	}
+}
+
+func TestBufferByteBound(t *testing.T) {
+	t.Parallel()
+	b := newBuffer()
+	big := strings.Repeat("x", 200<<10)
+	for i := range 8 {
+		b.add(entry{method: "m", params: []byte(fmt.Sprintf(`{"i":%d,"d":"%s"}`, i, big))})
+	}
+	es := b.take(0)
+	total := 0
+	for _, e := range es[1:] {
+		total += e.size()
+	}
+	if !es[0].marker || total > MaxBufferBytes || len(es) != 6 {
+		t.Fatalf("%d entries, %d bytes, marker %v %s", len(es), total, es[0].marker, es[0].params)
+	}
+}
+
+func TestRideAlongTakesAtMost64_C81(t *testing.T) {
+	t.Parallel()
+	b := newBuffer()
+	for i := range 100 {
+		b.add(token(i))
+	}
+	if n := len(b.take(MaxRideAlong)); n != 64 {
+		t.Fatalf("took %d", n)
+	}
+	if n := b.len(); n != 36 {
+		t.Fatalf("left %d", n)
+	}
+}
+
+func TestRecvPayload(t *testing.T) {
+	t.Parallel()
+	got := recvPayload([]entry{token(1), {method: methodTruncated, params: []byte(`{"dropped":2}`), marker: true}}, 2)
+	want := `{"ok":true,"frames":[{"method":"notifications/ams/token","params":{"data":"t1"}},{"method":"notifications/ams/truncated","params":{"dropped":2}}],"truncated":true,"dropped":2}`
+	if string(got) != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if !json.Valid(recvPayload(nil, 0)) {
+		t.Fatal("empty payload is not JSON")
+	}
+}
+
+func TestWithIsError(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		`{"content":[],"structuredContent":{}}`:                `{"content":[],"structuredContent":{},"isError":false}`,
+		`{"content":[],"structuredContent":{},"isError":true}`: `{"content":[],"structuredContent":{},"isError":true}`,
+		`{}`: `{"isError":false}`,
+	}
+	for in, want := range cases {
+		if got := string(withIsError(json.RawMessage(in))); got != want {
+			t.Errorf("%s: got %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestAutoSlug(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		`{"kind":"agent"}`: "agent",
+		`{"kind":"human","client":"Claude Desktop!"}`:                  "claude-desktop",
+		`{"kind":"agent","client":"--"}`:                               "peer",
+		`{"kind":"agent","client":"` + strings.Repeat("ab", 20) + `"}`: strings.Repeat("ab", 12),
+	}
+	for in, want := range cases {
+		if got := autoSlug(in); got != want {
+			t.Errorf("%s: got %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseMagicLink(t *testing.T) {
+	t.Parallel()
+	ns, alias, tok, ok := parseMagicLink("http://h:1/acme/conversations/room?t=abc")
+	if diff := cmp.Diff([]any{"acme", "room", "abc", true}, []any{ns, alias, tok, ok}); diff != "" {
+		t.Fatal(diff)
+	}
+	if _, _, _, ok := parseMagicLink("http://h/acme/conversations/room/connect?t=x"); ok {
+		t.Fatal("a derived URL parsed as a magic link")
+	}
+}
+
+func TestNegotiate(t *testing.T) {
+	t.Parallel()
+	for _, v := range protocolVersions {
+		if negotiate(v) != v {
+			t.Errorf("%s not kept", v)
+		}
+	}
+	if negotiate("2099-01-01") != "2025-11-25" || negotiate("") != "2025-11-25" {
+		t.Error("unknown versions do not negotiate the newest")
+	}
+}
