@@ -1,179 +1,416 @@
 package grpcapi
 
 import (
-	"encoding/json"
+	"bytes"
+	"errors"
 	"fmt"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	amsv1 "github.com/amsrouter/ams/proto/gen/go/ams/v1"
-	"github.com/amsrouter/ams/services/gateway/internal/frame"
 )
 
 // The hub queues every server frame as the JSON a WebSocket client gets
-// (package frame). The converters below read that JSON into the ams.v1
-// message with the same fields: scalars are decoded, opaque objects
-// (metadata) are cut out of the frame with frame.Member and kept as their
-// exact bytes, never decoded and re-encoded.
+// (package frame). serverFrame reads that JSON into the ams.v1 message
+// with the same fields, in one pass over the frame: scalars are decoded,
+// opaque objects (metadata) are cut out as their exact bytes, never
+// decoded and re-encoded. The frames are package frame's own encoding
+// (valid JSON, fixed keys), so the scanner is small; it still refuses,
+// without panicking, anything it cannot read.
 
-type jsonIdentity struct {
-	Kind   string `json:"kind"`
-	Model  string `json:"model"`
-	Client string `json:"client"`
+var errFrame = errors.New("unreadable server frame")
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
-func (p *jsonIdentity) proto() *amsv1.PeerIdentity {
-	if p == nil {
+// skipString returns the index past the string starting at b[i] == '"',
+// or -1.
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index past the value starting at b[i], or -1.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				e := skipString(b, j)
+				if e < 0 {
+					return -1
+				}
+				j = e - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && skipSpace(b, j) == j {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	return j
+}
+
+// each calls fn for every element of the array or member of the object in
+// b (open and close give the brackets); key is nil for array elements.
+func each(b []byte, open, close byte, fn func(key, val []byte) error) error {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != open {
+		return errFrame
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == close {
 		return nil
 	}
-	return &amsv1.PeerIdentity{Kind: p.Kind, Model: p.Model, Client: p.Client}
+	for {
+		var key []byte
+		if open == '{' {
+			if i >= len(b) || b[i] != '"' {
+				return errFrame
+			}
+			e := skipString(b, i)
+			if e < 0 {
+				return errFrame
+			}
+			key = b[i+1 : e-1]
+			i = skipSpace(b, e)
+			if i >= len(b) || b[i] != ':' {
+				return errFrame
+			}
+			i = skipSpace(b, i+1)
+		}
+		e := skipValue(b, i)
+		if e < 0 {
+			return errFrame
+		}
+		if err := fn(key, b[i:e]); err != nil {
+			return err
+		}
+		i = skipSpace(b, e)
+		if i >= len(b) {
+			return errFrame
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case close:
+			return nil
+		default:
+			return errFrame
+		}
+	}
 }
 
-// jsonStream holds the members that describe a stream in frames and in
-// `peers` entries.
-type jsonStream struct {
-	StreamID       string        `json:"stream_id"`
-	StreamName     string        `json:"stream_name"`
-	OwnerAccountID string        `json:"owner_account_id"`
-	PeerIdentity   *jsonIdentity `json:"peer_identity"`
-	LastSeq        uint64        `json:"last_seq"`
+func unhex(c byte) rune {
+	switch {
+	case c >= '0' && c <= '9':
+		return rune(c - '0')
+	case c >= 'a' && c <= 'f':
+		return rune(c - 'a' + 10)
+	case c >= 'A' && c <= 'F':
+		return rune(c - 'A' + 10)
+	}
+	return -1
 }
 
-// jsonFrame has every scalar member of every server frame (spec 4.3).
-type jsonFrame struct {
-	Type string `json:"type"`
-	jsonStream
-	ConversationID    string            `json:"conversation_id"`
-	TS                string            `json:"ts"`
-	Data              string            `json:"data"`
-	Seq               uint64            `json:"seq"`
-	SelfSubscribe     bool              `json:"self_subscribe"`
-	Peers             []json.RawMessage `json:"peers"`
-	Resumed           bool              `json:"resumed"`
-	AccountID         string            `json:"account_id"`
-	Subscription      *[]string         `json:"subscription"`
-	SubscribedStreams []string          `json:"subscribed_streams"`
-	Retention         struct {
-		MaxAgeMs  int64 `json:"max_age_ms"`
-		MaxEvents int64 `json:"max_events"`
-	} `json:"retention"`
-	Observer          bool   `json:"observer"`
-	RequestedSeq      uint64 `json:"requested_seq"`
-	FirstAvailableSeq uint64 `json:"first_available_seq"`
+func hex4(b []byte) rune {
+	if len(b) < 4 {
+		return -1
+	}
+	r := rune(0)
+	for _, c := range b[:4] {
+		h := unhex(c)
+		if h < 0 {
+			return -1
+		}
+		r = r<<4 | h
+	}
+	return r
 }
 
-// objectText returns the exact text of the object member name of a frame,
-// "" when it is absent or null.
-func objectText(f []byte, name string) string {
-	v, ok := frame.Member(f, name)
-	if !ok || string(v) == "null" {
+// str decodes a JSON string value.
+func str(v []byte) (string, error) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return "", errFrame
+	}
+	body := v[1 : len(v)-1]
+	esc := bytes.IndexByte(body, '\\')
+	if esc < 0 {
+		return string(body), nil
+	}
+	out := make([]byte, 0, len(body))
+	out = append(out, body[:esc]...)
+	for i := esc; i < len(body); {
+		c := body[i]
+		if c != '\\' {
+			out = append(out, c)
+			i++
+			continue
+		}
+		if i+1 >= len(body) {
+			return "", errFrame
+		}
+		switch body[i+1] {
+		case '"', '\\', '/':
+			out = append(out, body[i+1])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r := hex4(body[i+2:])
+			if r < 0 {
+				return "", errFrame
+			}
+			i += 6
+			if utf16.IsSurrogate(r) {
+				r2 := rune(-1)
+				if i+1 < len(body) && body[i] == '\\' && body[i+1] == 'u' {
+					r2 = hex4(body[i+2:])
+				}
+				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
+					return "", errFrame
+				}
+				i += 6
+			}
+			out = utf8.AppendRune(out, r)
+			continue
+		default:
+			return "", errFrame
+		}
+		i += 2
+	}
+	return string(out), nil
+}
+
+// uint64Of decodes a non-negative JSON integer.
+func uint64Of(v []byte) (uint64, error) {
+	if len(v) == 0 || len(v) > 19 {
+		return 0, errFrame
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, errFrame
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, nil
+}
+
+// strings decodes an array of strings; null gives nil, all true.
+func stringList(v []byte) (items []string, all bool, err error) {
+	if string(v) == "null" {
+		return nil, true, nil
+	}
+	items = []string{}
+	err = each(v, '[', ']', func(_, e []byte) error {
+		s, err := str(e)
+		items = append(items, s)
+		return err
+	})
+	return items, false, err
+}
+
+// objectText is an object member's exact text, "" for null.
+func objectText(v []byte) string {
+	if string(v) == "null" {
 		return ""
 	}
 	return string(v)
 }
 
+// identity decodes a peer_identity object.
+func identity(v []byte) (*amsv1.PeerIdentity, error) {
+	p := &amsv1.PeerIdentity{}
+	err := each(v, '{', '}', func(k, e []byte) error {
+		var err error
+		switch string(k) {
+		case "kind":
+			p.Kind, err = str(e)
+		case "model":
+			p.Model, err = str(e)
+		case "client":
+			p.Client, err = str(e)
+		}
+		return err
+	})
+	return p, err
+}
+
+// fields are the members of any server frame (spec 4.3).
+type fields struct {
+	typ                              string
+	streamID, streamName, owner      string
+	metadata                         string
+	identity                         *amsv1.PeerIdentity
+	lastSeq, seq                     uint64
+	conversationID, ts, data         string
+	selfSubscribe, resumed, observer bool
+	peers                            []*amsv1.StreamInfo
+	accountID                        string
+	subscription, subscribed         []string
+	subscriptionAll                  bool
+	maxAgeMs, maxEvents              uint64
+	requestedSeq, firstAvailable     uint64
+}
+
+func (f *fields) member(k, v []byte) error {
+	var err error
+	switch string(k) {
+	case "type":
+		f.typ, err = str(v)
+	case "stream_id":
+		if string(v) != "null" {
+			f.streamID, err = str(v)
+		}
+	case "stream_name":
+		if string(v) != "null" {
+			f.streamName, err = str(v)
+		}
+	case "owner_account_id":
+		f.owner, err = str(v)
+	case "metadata":
+		f.metadata = objectText(v)
+	case "peer_identity":
+		f.identity, err = identity(v)
+	case "last_seq":
+		f.lastSeq, err = uint64Of(v)
+	case "seq":
+		f.seq, err = uint64Of(v)
+	case "conversation_id":
+		f.conversationID, err = str(v)
+	case "ts":
+		f.ts, err = str(v)
+	case "data":
+		f.data, err = str(v)
+	case "self_subscribe":
+		f.selfSubscribe = string(v) == "true"
+	case "resumed":
+		f.resumed = string(v) == "true"
+	case "observer":
+		f.observer = string(v) == "true"
+	case "account_id":
+		if string(v) != "null" {
+			f.accountID, err = str(v)
+		}
+	case "peers":
+		f.peers = []*amsv1.StreamInfo{}
+		err = each(v, '[', ']', func(_, e []byte) error {
+			var p fields
+			if err := each(e, '{', '}', p.member); err != nil {
+				return err
+			}
+			f.peers = append(f.peers, &amsv1.StreamInfo{StreamId: p.streamID, StreamName: p.streamName,
+				OwnerAccountId: p.owner, MetadataJson: p.metadata, PeerIdentity: p.identity, LastSeq: p.lastSeq})
+			return nil
+		})
+	case "subscription":
+		f.subscription, f.subscriptionAll, err = stringList(v)
+	case "subscribed_streams":
+		f.subscribed, _, err = stringList(v)
+	case "retention":
+		err = each(v, '{', '}', func(k, e []byte) error {
+			var err error
+			switch string(k) {
+			case "max_age_ms":
+				f.maxAgeMs, err = uint64Of(e)
+			case "max_events":
+				f.maxEvents, err = uint64Of(e)
+			}
+			return err
+		})
+	case "requested_seq":
+		f.requestedSeq, err = uint64Of(v)
+	case "first_available_seq":
+		f.firstAvailable, err = uint64Of(v)
+	}
+	return err
+}
+
 // serverFrame converts one JSON server frame into its gRPC message.
 func serverFrame(b []byte) (*amsv1.ServerFrame, error) {
-	var f jsonFrame
-	if err := json.Unmarshal(b, &f); err != nil {
+	var f fields
+	if err := each(b, '{', '}', f.member); err != nil {
 		return nil, fmt.Errorf("decode server frame: %w", err)
 	}
-	switch f.Type {
+	switch f.typ {
 	case "token":
 		return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_Token{Token: &amsv1.TokenEvent{
-			StreamId:       f.StreamID,
-			StreamName:     f.StreamName,
-			OwnerAccountId: f.OwnerAccountID,
-			Ts:             f.TS,
-			Data:           f.Data,
-			PeerIdentity:   f.PeerIdentity.proto(),
-			Seq:            f.Seq,
+			StreamId: f.streamID, StreamName: f.streamName, OwnerAccountId: f.owner,
+			Ts: f.ts, Data: f.data, PeerIdentity: f.identity, Seq: f.seq,
 		}}}, nil
 	case "stream_metadata":
 		return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_StreamMetadata{StreamMetadata: &amsv1.StreamMetadata{
-			StreamId:       f.StreamID,
-			StreamName:     f.StreamName,
-			OwnerAccountId: f.OwnerAccountID,
-			MetadataJson:   objectText(b, "metadata"),
-			Ts:             f.TS,
-			PeerIdentity:   f.PeerIdentity.proto(),
-			Seq:            f.Seq,
+			StreamId: f.streamID, StreamName: f.streamName, OwnerAccountId: f.owner,
+			MetadataJson: f.metadata, Ts: f.ts, PeerIdentity: f.identity, Seq: f.seq,
 		}}}, nil
 	case "stream_joined":
 		return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_StreamJoined{StreamJoined: &amsv1.StreamJoined{
-			StreamId:       f.StreamID,
-			StreamName:     f.StreamName,
-			OwnerAccountId: f.OwnerAccountID,
-			MetadataJson:   objectText(b, "metadata"),
-			PeerIdentity:   f.PeerIdentity.proto(),
-			LastSeq:        f.LastSeq,
+			StreamId: f.streamID, StreamName: f.streamName, OwnerAccountId: f.owner,
+			MetadataJson: f.metadata, PeerIdentity: f.identity, LastSeq: f.lastSeq,
 		}}}, nil
 	case "stream_left":
 		return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_StreamLeft{StreamLeft: &amsv1.StreamLeft{
-			StreamId:       f.StreamID,
-			StreamName:     f.StreamName,
-			OwnerAccountId: f.OwnerAccountID,
-			PeerIdentity:   f.PeerIdentity.proto(),
-			LastSeq:        f.LastSeq,
+			StreamId: f.streamID, StreamName: f.streamName, OwnerAccountId: f.owner,
+			PeerIdentity: f.identity, LastSeq: f.lastSeq,
 		}}}, nil
 	case "pong":
 		return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_Pong{Pong: &amsv1.Pong{}}}, nil
 	case "replay_gap":
 		return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_ReplayGap{ReplayGap: &amsv1.ReplayGap{
-			StreamId:          f.StreamID,
-			StreamName:        f.StreamName,
-			OwnerAccountId:    f.OwnerAccountID,
-			RequestedSeq:      f.RequestedSeq,
-			FirstAvailableSeq: f.FirstAvailableSeq,
+			StreamId: f.streamID, StreamName: f.streamName, OwnerAccountId: f.owner,
+			RequestedSeq: f.requestedSeq, FirstAvailableSeq: f.firstAvailable,
 		}}}, nil
 	case "subscribed":
-		s := &amsv1.Subscribed{SubscribedStreams: f.SubscribedStreams}
-		s.Subscription, s.SubscriptionAll = subscription(f.Subscription)
-		return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_Subscribed{Subscribed: s}}, nil
+		return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_Subscribed{Subscribed: &amsv1.Subscribed{
+			Subscription: f.subscription, SubscriptionAll: f.subscriptionAll, SubscribedStreams: f.subscribed,
+		}}}, nil
 	case "joined":
-		return joined(b, &f)
+		return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_Joined{Joined: &amsv1.Joined{
+			ConversationId: f.conversationID, StreamId: f.streamID, StreamName: f.streamName,
+			MetadataJson: f.metadata, SelfSubscribe: f.selfSubscribe, Peers: f.peers,
+			PeerIdentity: f.identity, Resumed: f.resumed, AccountId: f.accountID, LastSeq: f.lastSeq,
+			Subscription: f.subscription, SubscriptionAll: f.subscriptionAll, SubscribedStreams: f.subscribed,
+			RetentionMaxAgeMs: int64(f.maxAgeMs), RetentionMaxEvents: int64(f.maxEvents), Observer: f.observer,
+		}}}, nil
 	}
-	return nil, fmt.Errorf("unknown server frame type %q", f.Type)
-}
-
-func subscription(s *[]string) (items []string, all bool) {
-	if s == nil {
-		return nil, true
-	}
-	return *s, false
-}
-
-func joined(b []byte, f *jsonFrame) (*amsv1.ServerFrame, error) {
-	j := &amsv1.Joined{
-		ConversationId:     f.ConversationID,
-		StreamId:           f.StreamID,
-		StreamName:         f.StreamName,
-		MetadataJson:       objectText(b, "metadata"),
-		SelfSubscribe:      f.SelfSubscribe,
-		Peers:              make([]*amsv1.StreamInfo, 0, len(f.Peers)),
-		PeerIdentity:       f.PeerIdentity.proto(),
-		Resumed:            f.Resumed,
-		AccountId:          f.AccountID,
-		LastSeq:            f.LastSeq,
-		SubscribedStreams:  f.SubscribedStreams,
-		RetentionMaxAgeMs:  f.Retention.MaxAgeMs,
-		RetentionMaxEvents: f.Retention.MaxEvents,
-		Observer:           f.Observer,
-	}
-	j.Subscription, j.SubscriptionAll = subscription(f.Subscription)
-	for _, raw := range f.Peers {
-		var p jsonStream
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return nil, fmt.Errorf("decode peer: %w", err)
-		}
-		j.Peers = append(j.Peers, &amsv1.StreamInfo{
-			StreamId:       p.StreamID,
-			StreamName:     p.StreamName,
-			OwnerAccountId: p.OwnerAccountID,
-			MetadataJson:   objectText(raw, "metadata"),
-			PeerIdentity:   p.PeerIdentity.proto(),
-			LastSeq:        p.LastSeq,
-		})
-	}
-	return &amsv1.ServerFrame{Frame: &amsv1.ServerFrame_Joined{Joined: j}}, nil
+	return nil, fmt.Errorf("unknown server frame type %q", f.typ)
 }
 
 // peerIdentity parses an identity object text ("" for none), as the hub
@@ -182,9 +419,9 @@ func peerIdentity(text string) *amsv1.PeerIdentity {
 	if text == "" {
 		return nil
 	}
-	var p jsonIdentity
-	if json.Unmarshal([]byte(text), &p) != nil {
+	p, err := identity([]byte(text))
+	if err != nil {
 		return nil
 	}
-	return p.proto()
+	return p
 }
