@@ -107,7 +107,7 @@ func TestSessionMovesBetweenGateways_C83(t *testing.T) {
 	sys, creds := system(t, 2, "alpha", "beta")
 	hs := hosts(t, sys)
 	// The mover: request n goes to gateway n%2 (initialize on 0).
-	m := connect(t, clientOpts{bearer: creds["alpha"], hosts: hs, pick: func(n int) int { return n % 2 }, noPush: true})
+	m := connect(t, clientOpts{bearer: creds["alpha"], hosts: hs, pick: func(n int) int { return n % 2 }})
 	peer := connect(t, clientOpts{bearer: creds["beta"], hosts: hs, pick: only(0)})
 
 	created := m.ok("ams_create_conversation", map[string]any{"alias": "moving"})
@@ -140,6 +140,11 @@ func TestSessionMovesBetweenGateways_C83(t *testing.T) {
 		back = append(back, d)
 		peer.ok("ams_send", map[string]any{"data": d})
 	}
+	// The push leg, wherever it landed, gets them from wherever the wire is.
+	got = m.notes.waitFor(t, "the peer's tokens on the push leg", func(l []note) bool { return len(tokens(via(l, "push"), peerID)) == len(back) })
+	if diff := cmp.Diff(back, tokens(via(got, "push"), peerID)); diff != "" {
+		t.Fatalf("the mover's push leg (-sent +got):\n%s", diff)
+	}
 	if diff := cmp.Diff(back, m.recvTokens(peerID, len(back))); diff != "" {
 		t.Fatalf("the mover's ams_recv (-sent +got):\n%s", diff)
 	}
@@ -159,4 +164,15 @@ func countJoined(l []note, id string) int {
 		}
 	}
 	return n
+}
+
+// via keeps the notes that came one way ("push" or "post").
+func via(l []note, how string) []note {
+	var out []note
+	for _, x := range l {
+		if x.Via == how {
+			out = append(out, x)
+		}
+	}
+	return out
 }
