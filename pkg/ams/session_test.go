@@ -564,3 +564,47 @@ func (p *proxy) release() {
 	p.held = false
 	p.mu.Unlock()
 }
+
+// TestSlowConsumerResumes: an application that stops reading makes the
+// session stop reading the socket; the server closes it with 4290
+// slow_consumer (C46); the session reconnects with its cursor and the
+// application still gets every token once, in order.
+func TestSlowConsumerResumes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	a := account(t, baseURL, "slow")
+	link := conversation(t, a)
+	fast := ams.WithReconnect(ams.ReconnectPolicy{MinDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond, MaxAttempts: 100})
+	r := join(t, a, link, ams.WithStreamName("r"), ams.WithEventBuffer(1), fast)
+	w := join(t, a, link, ams.WithStreamName("w"))
+	waitFor[wire.StreamJoined](t, r, nil)
+
+	// Far more than the server's send queue (8 MiB) and the socket buffers.
+	const n = 600
+	pad := strings.Repeat("x", 60<<10)
+	for i := 1; i <= n; i++ {
+		if err := w.Send(ctx, fmt.Sprint(i, pad)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow := 0
+	next := 1
+	for next <= n {
+		switch ev := waitFor[wire.Event](t, r, nil).(type) {
+		case wire.Token:
+			if want := fmt.Sprint(next, pad); ev.Data != want || ev.Seq != uint64(next) {
+				t.Fatalf("token seq %d (%d bytes), want seq %d", ev.Seq, len(ev.Data), next)
+			}
+			next++
+		case ams.Reconnecting:
+			if ev.Code == wire.CloseSlowConsumer && ev.Attempt == 1 {
+				slow++
+			}
+		case wire.ReplayGap:
+			t.Fatalf("replay gap %+v", ev)
+		}
+	}
+	if slow == 0 {
+		t.Errorf("the server never closed the reader with 4290")
+	}
+}

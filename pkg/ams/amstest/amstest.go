@@ -77,7 +77,7 @@ func Binary() (string, error) {
 			build.path = filepath.Join(build.dir, "ams")
 			out, err := exec.Command("go", "build", "-o", build.path, amsPackage).CombinedOutput()
 			if err != nil {
-				build.err = fmt.Errorf("go build %s (outside the AMS workspace, set AMS_BINARY): %w\n%s", amsPackage, err, out)
+				build.err = fmt.Errorf("go build %s (it needs the AMS workspace; else set AMS_BINARY): %w\n%s", amsPackage, err, out)
 				return
 			}
 		}

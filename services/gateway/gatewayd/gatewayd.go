@@ -363,11 +363,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		errc <- nil
 	}()
 	if g.grpcSrv != nil {
-		go func() {
-			if err := g.grpcSrv.Serve(); err != nil {
-				g.log.Error("grpc server failed", "err", err)
-			}
-		}()
+		g.grpcSrv.Start()
 	}
 	g.log.Info("gateway serving", "name", g.cfg.Name, "http", g.HTTPAddr(), "grpc", g.GRPCAddr())
 

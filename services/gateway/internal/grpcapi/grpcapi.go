@@ -26,6 +26,7 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,9 @@ type Deps struct {
 	// Reflection registers the gRPC reflection service (grpcurl and the
 	// like list and call ams.v1 without the .proto files).
 	Reflection bool
+	// ServerOptions are added to the server's (metrics and tracing stats
+	// handlers).
+	ServerOptions []grpc.ServerOption
 }
 
 func (d *Deps) defaults() {
@@ -94,6 +98,7 @@ func Register(s grpc.ServiceRegistrar, d Deps) {
 // reflection when asked), on a listener bound at construction.
 type Server struct {
 	srv     *grpcx.Server
+	log     *slog.Logger
 	serving atomic.Bool
 	served  chan struct{}
 }
@@ -102,10 +107,10 @@ type Server struct {
 // serving.
 func NewServer(addr string, d Deps) (*Server, error) {
 	d.defaults()
-	srv, err := grpcx.NewServer(addr, d.Log,
+	srv, err := grpcx.NewServer(addr, d.Log, append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(newCodec()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
-	)
+	}, d.ServerOptions...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -117,23 +122,27 @@ func NewServer(addr string, d Deps) (*Server, error) {
 		amsv1.ConversationService_ServiceDesc.ServiceName, amsv1.StreamService_ServiceDesc.ServiceName} {
 		srv.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
-	return &Server{srv: srv, served: make(chan struct{})}, nil
+	return &Server{srv: srv, log: d.Log, served: make(chan struct{})}, nil
 }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.srv.Addr() }
 
-// Serve serves until Shutdown. Call it once.
-func (s *Server) Serve() error {
+// Start serves in the background until Shutdown. A failure of the
+// listener is logged. Call it at most once.
+func (s *Server) Start() {
 	s.serving.Store(true)
-	defer close(s.served)
-	return s.srv.Serve(context.Background(), 0)
+	go func() {
+		defer close(s.served)
+		if err := s.srv.Serve(context.Background(), 0); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("grpc server failed", "addr", s.Addr(), "err", err)
+		}
+	}()
 }
 
 // Shutdown stops the server: health reports NOT_SERVING, new calls are
 // refused and running calls finish (the hub's drain ends Connect calls);
-// at ctx's end the rest are cut. It returns once Serve has returned, if it
-// was running.
+// at ctx's end the rest are cut. It returns once the server has stopped.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.srv.Health.Shutdown()
 	done := make(chan struct{})
