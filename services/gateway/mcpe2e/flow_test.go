@@ -3,6 +3,7 @@ package mcpe2e
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -175,4 +176,47 @@ func via(l []note, how string) []note {
 		}
 	}
 	return out
+}
+
+// TestHolderGatewayStops_C83: the gateway holding a session's wire shuts
+// down; the next call, on the other gateway, re-joins the same stream with
+// its cursor: same stream_id, seq continues, nothing received twice.
+func TestHolderGatewayStops_C83(t *testing.T) {
+	t.Parallel()
+	sys, creds := system(t, 2, "alpha", "beta")
+	hs := hosts(t, sys)
+	gw := 0
+	var mu sync.Mutex
+	pick := func(int) int { mu.Lock(); defer mu.Unlock(); return gw }
+	m := connect(t, clientOpts{bearer: creds["alpha"], hosts: hs, pick: pick, noPush: true})
+	peer := connect(t, clientOpts{bearer: creds["beta"], hosts: hs, pick: only(1)})
+	link := m.ok("ams_create_conversation", map[string]any{"alias": "failover"})["magic_link"].(string)
+	j := m.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "survivor"})
+	pj := peer.ok("ams_join", map[string]any{"magic_link": link, "stream_name": "peer"})
+	m.ok("ams_send", map[string]any{"data": "before"})
+	peer.ok("ams_send", map[string]any{"data": "p1"})
+	if got := m.recvTokens(pj["stream_id"].(string), 1); got[0] != "p1" {
+		t.Fatalf("recv %v", got)
+	}
+
+	sys.Gateways[0].Stop()
+	mu.Lock()
+	gw = 1
+	mu.Unlock()
+	peer.ok("ams_send", map[string]any{"data": "p2"})
+	r := m.ok("ams_send", map[string]any{"data": "after"})
+	if r["stream_id"] != j["stream_id"] || r["seq"].(interface{ String() string }).String() != "2" {
+		t.Fatalf("send after failover %v", r)
+	}
+	// p1 was received before the move, p2 after: each exactly once.
+	if got := m.recvTokens(pj["stream_id"].(string), 1); len(got) != 1 || got[0] != "p2" {
+		t.Fatalf("recv after failover %v, want [p2]", got)
+	}
+	// The peer hears the stream continue (a draining gateway's streams
+	// leave at once in the hub: the peer may see stream_left, then
+	// stream_joined with last_seq 1, before seq 2).
+	l := peer.notes.waitFor(t, "both tokens", func(l []note) bool { return len(tokens(l, j["stream_id"].(string))) == 2 })
+	if diff := cmp.Diff([]string{"before", "after"}, tokens(l, j["stream_id"].(string))); diff != "" {
+		t.Fatalf("peer's tokens (-want +got):\n%s", diff)
+	}
 }
