@@ -14,6 +14,10 @@
 //	ams links list|create|revoke      manage a conversation's links
 //	ams rotate                        replace the account's credential
 //
+// and `ams mcp`, an MCP server on stdin/stdout for a local agent that
+// speaks to a gateway (AMS_URL, AMS_CREDENTIAL or AMS_NAMESPACE,
+// AMS_MAGIC_LINK).
+//
 // `ams -h` lists the subcommands; `ams <command> -h` lists a command's
 // flags. Every flag can also be set by AMS_<COMMAND>_<FLAG>.
 package main
