@@ -116,20 +116,22 @@ func (c *client) expectMsg(typ string) msg {
 	return m
 }
 
-// closeCode waits for the server's close; every frame still unread is
-// returned, in order.
+// closeCode waits for the server's close, for at most timeout without a
+// frame; every frame still unread is returned, in order.
 func (c *client) closeCode(timeout time.Duration) (websocket.StatusCode, string, []msg) {
 	c.t.Helper()
 	var got []msg
-	deadline := time.After(timeout)
+	idle := time.NewTimer(timeout)
+	defer idle.Stop()
 	for {
 		select {
 		case m := <-c.msgs:
 			got = append(got, m)
+			idle.Reset(timeout)
 			continue
 		case <-c.done:
-		case <-deadline:
-			c.t.Fatalf("connection not closed within %s", timeout)
+		case <-idle.C:
+			c.t.Fatalf("connection not closed within %s of the last frame", timeout)
 		}
 		for {
 			select {
