@@ -4,9 +4,9 @@
 //
 // A Service owns a store (Postgres or SQLite, migrated at New), a gRPC
 // server for ams.account.v1.AccountService with gRPC health, and an
-// optional admin HTTP listener with /healthz and /readyz. Listeners are
-// bound in New, so ":0" addresses work and GRPCAddr/AdminAddr report the
-// real ones.
+// optional admin HTTP listener with /healthz, /readyz and /metrics.
+// Listeners are bound in New, so ":0" addresses work and
+// GRPCAddr/AdminAddr report the real ones.
 package accountd
 
 import (
@@ -28,8 +28,10 @@ import (
 	"github.com/amsrouter/ams/services/account/internal/accountrpc"
 	"github.com/amsrouter/ams/services/account/internal/store"
 	"github.com/amsrouter/ams/services/account/internal/storeopen"
+	"github.com/amsrouter/ams/services/internal/grpcmetrics"
 	"github.com/amsrouter/ams/services/internal/grpcx"
 	"github.com/amsrouter/ams/services/internal/ids"
+	"github.com/amsrouter/ams/services/internal/telemetry"
 )
 
 // MinPepperLen is the shortest credential pepper Config accepts, in bytes.
@@ -56,6 +58,8 @@ type Config struct {
 	// ShutdownGrace bounds graceful shutdown; zero means
 	// DefaultShutdownGrace.
 	ShutdownGrace time.Duration
+	// Tracing traces gRPC calls; nil: off. The caller shuts it down.
+	Tracing *telemetry.Provider
 }
 
 // Validate reports the first problem with the configuration.
@@ -88,6 +92,7 @@ type Service struct {
 	grace    time.Duration
 	store    store.Store
 	grpc     *grpcx.Server
+	metrics  *grpcmetrics.Service
 	admin    *http.Server
 	adminLis net.Listener
 	draining atomic.Bool
@@ -110,9 +115,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open account store: %w", err)
 	}
-	s := &Service{log: log, grace: grace, store: st}
+	s := &Service{log: log, grace: grace, store: st, metrics: grpcmetrics.NewService()}
 
-	s.grpc, err = grpcx.NewServer(cfg.GRPCAddr, log)
+	s.grpc, err = grpcx.NewServer(cfg.GRPCAddr, log, append(cfg.Tracing.ServerOptions(), s.metrics.Server.ServerOption())...)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("listen grpc: %w", err)
@@ -232,6 +237,7 @@ func (s *Service) closeStore() error {
 
 func (s *Service) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})

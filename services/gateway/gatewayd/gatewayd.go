@@ -35,6 +35,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
 	"github.com/amsrouter/ams/services/internal/grpcx"
 	"github.com/amsrouter/ams/services/internal/ids"
+	"github.com/amsrouter/ams/services/internal/telemetry"
 )
 
 // NATS subjects of the control broadcasts between gateways.
@@ -80,6 +81,9 @@ type Config struct {
 	SendBuffer int
 	// SSEKeepAlive overrides the 15 s SSE keepalive (tests).
 	SSEKeepAlive time.Duration
+	// Tracing traces HTTP requests, gRPC calls and events across
+	// gateways; nil: off. The caller shuts it down after Run.
+	Tracing *telemetry.Provider
 }
 
 func (c *Config) defaults() {
@@ -156,12 +160,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	}()
 
 	// Clients: account and link services over gRPC, NATS.
-	accConn, err := grpcx.Dial(cfg.AccountAddr)
+	dialOpts := append(cfg.Tracing.DialOptions(), g.metrics.GRPCClient.DialOption())
+	accConn, err := grpcx.Dial(cfg.AccountAddr, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial account service: %w", err)
 	}
 	g.conns = append(g.conns, accConn)
-	linkConn, err := grpcx.Dial(cfg.LinkAddr)
+	linkConn, err := grpcx.Dial(cfg.LinkAddr, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial link service: %w", err)
 	}
@@ -193,12 +198,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 
 	// Data plane and stream plane.
-	g.plane, err = dataplane.Open(ctx, g.nc, cfg.Data)
+	dcfg := cfg.Data
+	dcfg.Observer = g.metrics
+	g.plane, err = dataplane.Open(ctx, g.nc, dcfg)
 	if err != nil {
 		return nil, fmt.Errorf("open data plane: %w", err)
 	}
 	hcfg := cfg.Hub
 	hcfg.Gateway = cfg.Name
+	hcfg.Tracing = cfg.Tracing
 	deriver := ids.NewDeriver(cfg.DerivationPepper)
 	g.hub, err = hub.New(hcfg, g.plane, deriver, g.metrics, log)
 	if err != nil {
@@ -284,7 +292,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("listen http: %w", err)
 	}
 	g.httpSrv = &http.Server{
-		Handler:           g.api,
+		Handler:           cfg.Tracing.HTTPHandler(g.api, "gateway"),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -292,7 +300,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	if cfg.GRPCAddr != "" {
 		g.grpcSrv, err = grpcapi.NewServer(cfg.GRPCAddr, grpcapi.Deps{Log: log, Control: g.api.Control(),
-			Admitter: admitter, Hub: g.hub, PublicURL: cfg.PublicURL, Reflection: true})
+			Admitter: admitter, Hub: g.hub, PublicURL: cfg.PublicURL, Reflection: true,
+			ServerOptions: append(cfg.Tracing.ServerOptions(), g.metrics.GRPCServer.ServerOption())})
 		if err != nil {
 			_ = g.httpLis.Close()
 			return nil, fmt.Errorf("listen grpc: %w", err)

@@ -24,7 +24,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	linkv1 "github.com/amsrouter/ams/proto/gen/go/ams/link/v1"
+	"github.com/amsrouter/ams/services/internal/grpcmetrics"
 	"github.com/amsrouter/ams/services/internal/grpcx"
+	"github.com/amsrouter/ams/services/internal/telemetry"
 	"github.com/amsrouter/ams/services/link/internal/keyset"
 	"github.com/amsrouter/ams/services/link/internal/linkdb"
 	"github.com/amsrouter/ams/services/link/internal/linkrpc"
@@ -38,7 +40,8 @@ const DefaultShutdownGrace = 10 * time.Second
 type Config struct {
 	// GRPCAddr is the LinkService listen address (":7002"; ":0" picks a port).
 	GRPCAddr string
-	// AdminAddr serves /healthz and /readyz; empty means no admin server.
+	// AdminAddr serves /healthz, /readyz and /metrics; empty means no
+	// admin server.
 	AdminAddr string
 	// DatabaseURL is postgres://…, postgresql://… or sqlite:<path>.
 	DatabaseURL string
@@ -49,6 +52,8 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Now is the clock; nil means time.Now. Tests move it to expire links.
 	Now func() time.Time
+	// Tracing traces gRPC calls; nil: off. The caller shuts it down.
+	Tracing *telemetry.Provider
 }
 
 // Service is a running link service.
@@ -57,6 +62,7 @@ type Service struct {
 	log      *slog.Logger
 	store    store.Store
 	grpc     *grpcx.Server
+	metrics  *grpcmetrics.Service
 	admin    *http.Server
 	adminLis net.Listener
 	draining atomic.Bool
@@ -89,7 +95,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Service, err err
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Service{cfg: cfg, log: log}
+	s := &Service{cfg: cfg, log: log, metrics: grpcmetrics.NewService()}
 	defer func() {
 		if err != nil {
 			s.closeAll()
@@ -105,7 +111,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Service, err err
 		return nil, fmt.Errorf("link: signing keys: %w", err)
 	}
 
-	s.grpc, err = grpcx.NewServer(cfg.GRPCAddr, log)
+	s.grpc, err = grpcx.NewServer(cfg.GRPCAddr, log, append(cfg.Tracing.ServerOptions(), s.metrics.Server.ServerOption())...)
 	if err != nil {
 		return nil, fmt.Errorf("link: listen grpc: %w", err)
 	}
@@ -195,6 +201,7 @@ func (s *Service) closeAll() {
 
 func (s *Service) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, struct {
 			OK bool `json:"ok"`

@@ -20,6 +20,7 @@ import (
 	"github.com/amsrouter/ams/services/account/accountd"
 	"github.com/amsrouter/ams/services/internal/config"
 	"github.com/amsrouter/ams/services/internal/logging"
+	"github.com/amsrouter/ams/services/internal/telemetry"
 )
 
 func main() {
@@ -44,12 +45,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	)
 	fs := config.New("account", "ACCOUNT", getenv, stderr)
 	fs.String(&cfg.GRPCAddr, "grpc-addr", ":7001", "gRPC listen address of AccountService")
-	fs.String(&cfg.AdminAddr, "admin-addr", ":7101", "admin HTTP listen address (/healthz, /readyz); empty for none")
+	fs.String(&cfg.AdminAddr, "admin-addr", ":7101", "admin HTTP listen address (/healthz, /readyz, /metrics); empty for none")
 	fs.String(&cfg.DatabaseURL, "database-url", "", "database: postgres://… , postgresql://… or sqlite:<path> (required)")
 	fs.Secret(&pepper, "credential-pepper", true, fmt.Sprintf("HMAC key of stored credential hashes, at least %d bytes", accountd.MinPepperLen))
 	fs.String(&logFormat, "log-format", "json", "log format: json or text")
 	fs.String(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Duration(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "graceful shutdown deadline")
+	var tracing telemetry.Config
+	telemetry.RegisterFlags(fs, &tracing)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -74,6 +77,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("account service starting", append(attrs, slog.Any("credential_pepper", pepper))...)
 
+	// Tracing: off unless an OTLP endpoint is set.
+	cfg.Tracing, err = telemetry.New(ctx, tracing, "ams-account", "")
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(cfg.Tracing)
+
 	// Store, migrations and listeners.
 	svc, err := accountd.New(ctx, cfg, log)
 	if err != nil {
@@ -96,4 +106,11 @@ func redactURL(s string) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
+}
+
+// shutdownTracing flushes the spans not yet exported, within a deadline.
+func shutdownTracing(t *telemetry.Provider) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = t.Shutdown(ctx)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/amsrouter/ams/services/internal/config"
 	"github.com/amsrouter/ams/services/internal/logging"
 	"github.com/amsrouter/ams/services/internal/natsserver"
+	"github.com/amsrouter/ams/services/internal/telemetry"
 	"github.com/amsrouter/ams/services/link/linkd"
 )
 
@@ -51,6 +52,8 @@ func runDev(ctx context.Context, e env, args []string) error {
 	fs.String(&publicURL, "public-url", "", "base URL of magic links (default: from each request's Host)")
 	fs.String(&logFormat, "log-format", "text", "log format: text or json")
 	fs.String(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	var tracingCfg telemetry.Config
+	telemetry.RegisterFlags(fs, &tracingCfg)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -82,6 +85,20 @@ func runDev(ctx context.Context, e env, args []string) error {
 		return err
 	}
 
+	// Tracing, one provider per service: off unless an OTLP endpoint is
+	// set.
+	tracing := map[string]*telemetry.Provider{}
+	for _, svc := range []string{"ams-account", "ams-link", "ams-gateway"} {
+		if tracing[svc], err = telemetry.New(ctx, tracingCfg, svc, "dev"); err != nil {
+			return err
+		}
+		defer func(p *telemetry.Provider) {
+			sctx, cancel := context.WithTimeout(context.Background(), devShutdownGrace)
+			defer cancel()
+			_ = p.Shutdown(sctx)
+		}(tracing[svc])
+	}
+
 	// NATS with JetStream, in-process only: it listens on no port.
 	ns, err := natsserver.Start(natsserver.Options{StoreDir: filepath.Join(dataDir, natsDir)})
 	if err != nil {
@@ -95,6 +112,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 		DatabaseURL:      "sqlite:" + filepath.Join(dataDir, accountDBFile),
 		CredentialPepper: credentialPepper,
 		ShutdownGrace:    devShutdownGrace,
+		Tracing:          tracing["ams-account"],
 	}, log.With("service", "account"))
 	if err != nil {
 		return err
@@ -104,6 +122,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 		DatabaseURL:   "sqlite:" + filepath.Join(dataDir, linkDBFile),
 		SigningKeys:   signingKeys,
 		ShutdownGrace: devShutdownGrace,
+		Tracing:       tracing["ams-link"],
 	}, log.With("service", "link"))
 	if err != nil {
 		_ = acc.Close()
@@ -132,6 +151,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 		DerivationPepper: derivationPepper,
 		ShutdownGrace:    devShutdownGrace,
 		Name:             "dev",
+		Tracing:          tracing["ams-gateway"],
 	}, log.With("service", "gateway"))
 	if err != nil {
 		stopServices()

@@ -18,6 +18,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/internal/config"
 	"github.com/amsrouter/ams/services/internal/logging"
+	"github.com/amsrouter/ams/services/internal/telemetry"
 )
 
 func main() {
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Secret(&pepper, "derivation-pepper", true, "secret pepper of derived ids, shared by every gateway")
 	fs.String(&logFormat, "log-format", "json", "log format: json or text")
 	fs.String(&logLvl, "log-level", "info", "log level: debug, info, warn, error")
+	var tracing telemetry.Config
+	telemetry.RegisterFlags(fs, &tracing)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -84,10 +87,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("gateway starting", fs.LogAttrs()...)
 
+	// Tracing: off unless an OTLP endpoint is set.
+	cfg.Tracing, err = telemetry.New(ctx, tracing, "ams-gateway", cfg.Name)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(cfg.Tracing)
+
 	// Servers.
 	g, err := gatewayd.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	return g.Run(ctx)
+}
+
+// shutdownTracing flushes the spans not yet exported, within a deadline.
+func shutdownTracing(t *telemetry.Provider) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = t.Shutdown(ctx)
 }

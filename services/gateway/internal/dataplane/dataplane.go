@@ -65,6 +65,39 @@ type Config struct {
 	Memory bool
 	// DedupeWindow is how long an idempotent emit's tag is remembered.
 	DedupeWindow time.Duration
+	// Observer, if not nil, is told of publish outcomes (metrics).
+	Observer PublishObserver
+}
+
+// PublishObserver is told of event publish outcomes. Its methods are
+// called from publishing goroutines and NATS callbacks: they must be quick
+// and safe for concurrent use.
+type PublishObserver interface {
+	// PublishError counts a failed publish: stage "publish" when it was
+	// refused at once, "ack" when JetStream did not store it.
+	PublishError(stage string)
+	// PublishAcked observes the time from an event's ingest to its store
+	// acknowledgement (PublishJetStream mode).
+	PublishAcked(time.Duration)
+}
+
+// IngestHeader carries an event's ingest time, in Unix nanoseconds, set
+// by the gateway that took it from its writer: readers' gateways measure
+// publish-to-deliver latency from it.
+const IngestHeader = "Ams-Ingest"
+
+// IngestOf returns the ingest time of an event's headers in Unix
+// nanoseconds, 0 if it has none.
+func IngestOf(h nats.Header) int64 {
+	v := h[IngestHeader]
+	if len(v) == 0 {
+		return 0
+	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // Defaults of spec 5.1 and of this deployment.
@@ -124,8 +157,19 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Plane, error) {
 	p.js, err = jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(4096),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			if cfg.Observer != nil {
+				cfg.Observer.PublishError("ack")
+			}
 			if p.OnPublishError != nil {
 				p.OnPublishError(err)
+			}
+		}),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+			if cfg.Observer == nil {
+				return
+			}
+			if at := IngestOf(m.Header); at != 0 {
+				cfg.Observer.PublishAcked(time.Duration(time.Now().UnixNano() - at))
 			}
 		}),
 	)
@@ -204,16 +248,39 @@ func MsgID(streamID string, seq uint64) string {
 	return streamID + ":" + strconv.FormatUint(seq, 10)
 }
 
-// Publish sends one event frame on its subject. In core mode it returns
-// once the message is buffered for the server; in JetStream mode once the
-// asynchronous publish is queued (the acknowledgement arrives later).
+// Publish sends one event frame on its subject, without an ingest time.
 func (p *Plane) Publish(subj string, f []byte, msgID string) error {
-	m := &nats.Msg{Subject: subj, Data: f, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
-	if p.cfg.Mode == PublishJetStream {
-		_, err := p.js.PublishMsgAsync(m)
-		return err
+	return p.PublishAt(subj, f, msgID, time.Time{}, nil)
+}
+
+// PublishAt sends one event frame on its subject with its ingest time (in
+// IngestHeader; none if zero) and the headers of hdr (trace context; nil
+// for none), which it takes over. In core mode it returns once the message
+// is buffered for the server; in JetStream mode once the asynchronous
+// publish is queued (the acknowledgement arrives later).
+func (p *Plane) PublishAt(subj string, f []byte, msgID string, ingest time.Time, hdr nats.Header) error {
+	if hdr == nil {
+		hdr = make(nats.Header, 2)
 	}
-	return p.nc.PublishMsg(m)
+	// One backing array for both header values.
+	vals := make([]string, 1, 2)
+	vals[0] = msgID
+	hdr[jetstream.MsgIDHeader] = vals[0:1:1]
+	if !ingest.IsZero() {
+		vals = append(vals, strconv.FormatInt(ingest.UnixNano(), 10))
+		hdr[IngestHeader] = vals[1:2:2]
+	}
+	m := &nats.Msg{Subject: subj, Data: f, Header: hdr}
+	var err error
+	if p.cfg.Mode == PublishJetStream {
+		_, err = p.js.PublishMsgAsync(m)
+	} else {
+		err = p.nc.PublishMsg(m)
+	}
+	if err != nil && p.cfg.Observer != nil {
+		p.cfg.Observer.PublishError("publish")
+	}
+	return err
 }
 
 // Flush waits until everything published so far reached the server.

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
@@ -29,6 +31,10 @@ type Item struct {
 	// Stream is nil for other frames.
 	Stream *stream
 	Seq    uint64
+	// Ingest is when the emitting gateway took a live event from its
+	// writer (Unix ns, from the event's Ams-Ingest header), 0 for other
+	// frames and replayed events: Delivered observes the latency from it.
+	Ingest int64
 }
 
 // StreamID of an event item, "" for other frames.
@@ -86,6 +92,8 @@ type Conn struct {
 	closeOnce sync.Once
 	done      atomic.Bool
 	lastWrite atomic.Int64
+	// latency observes publish-to-deliver latency (nil without metrics).
+	latency prometheus.Observer
 }
 
 // ID is the connection's id on this gateway.
@@ -106,11 +114,15 @@ func (c *Conn) enqueue(it Item) {
 		return
 	}
 	if len(c.q) >= c.maxFrames || c.qBytes+len(it.Frame) > c.maxBytes {
+		bound := "bytes"
+		if len(c.q) >= c.maxFrames {
+			bound = "frames"
+		}
 		c.closed = true
 		c.q = nil
 		c.qBytes = 0
 		c.qmu.Unlock()
-		c.conv.hub.metrics.slowConsumer()
+		c.conv.hub.metrics.slowConsumer(bound)
 		go c.closeWith(wireerr.SlowConsumer)
 		return
 	}
@@ -188,7 +200,8 @@ func (c *Conn) enqueueWait(it Item) error {
 }
 
 // Delivered records that the items were written to the client, for the
-// cursor a slow consumer is given.
+// cursor a slow consumer is given, and counts them in the metrics (frames
+// out, publish-to-deliver latency).
 func (c *Conn) Delivered(items []Item) {
 	c.qmu.Lock()
 	for i := range items {
@@ -200,7 +213,9 @@ func (c *Conn) Delivered(items []Item) {
 		}
 	}
 	c.qmu.Unlock()
-	c.lastWrite.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	c.lastWrite.Store(now)
+	c.conv.hub.metrics.delivered(c.latency, items, now)
 }
 
 // Cursor returns the connection's resume cursor (spec 5.1): per stream
@@ -268,6 +283,7 @@ func (c *Conn) Fail(code wireerr.Code) { c.closeWith(code) }
 
 // Ping answers a ping with a pong to this connection only.
 func (c *Conn) Ping() {
+	c.conv.hub.metrics.frameIn("ping")
 	c.enqueue(Item{Frame: frame.Pong})
 }
 

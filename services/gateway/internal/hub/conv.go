@@ -9,8 +9,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
+	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
@@ -187,6 +190,7 @@ func (c *conv) watch(ctx context.Context, w jetstream.KeyWatcher) {
 			if e == nil {
 				continue
 			}
+			c.hub.metrics.presenceLag(e.Created())
 			c.mu.Lock()
 			if e.Operation() == jetstream.KeyValuePut {
 				if rec, err := presence.Decode(e.Value()); err == nil {
@@ -239,34 +243,55 @@ func (c *conv) onEvent(m *nats.Msg) {
 	if !ok {
 		return
 	}
+	ingest := dataplane.IngestOf(m.Header)
+	if c.hub.tracer != nil {
+		if span := c.traceDeliver(m.Header, sid, seq); span != nil {
+			defer span.End()
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.streams[sid]
 	if s == nil || !s.announced {
 		p := c.pending[sid]
 		if len(p) < maxPending {
-			c.pending[sid] = append(p, pendingEvent{heldEvent{m.Data, seq}, time.Now()})
+			c.pending[sid] = append(p, pendingEvent{heldEvent{m.Data, seq, ingest}, time.Now()})
 		}
 		return
 	}
-	c.deliver(s, m.Data, seq)
+	c.deliver(s, m.Data, seq, ingest)
 }
 
-// deliver applies an event in seq order; c.mu is held.
-func (c *conv) deliver(s *stream, f []byte, seq uint64) {
+// traceDeliver starts the span of an event's fan-out on this gateway, a
+// child of the emit span whose context the event's headers carry; nil when
+// they carry none.
+func (c *conv) traceDeliver(h nats.Header, streamID string, seq uint64) trace.Span {
+	ctx, ok := c.hub.cfg.Tracing.Extract(context.Background(), h)
+	if !ok {
+		return nil
+	}
+	_, span := c.hub.tracer.Start(ctx, "deliver", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("ams.gateway", c.hub.cfg.Gateway),
+			attribute.String("ams.stream_id", streamID), attribute.Int64("ams.seq", int64(seq))))
+	return span
+}
+
+// deliver applies an event in seq order; c.mu is held. ingest is the
+// event's ingest time (Unix ns, 0 if unknown).
+func (c *conv) deliver(s *stream, f []byte, seq uint64, ingest int64) {
 	if seq <= s.info.LastSeq {
 		return // already delivered
 	}
 	if seq != s.info.LastSeq+1 {
-		c.hold(s, f, seq)
+		c.hold(s, f, seq, ingest)
 		return
 	}
-	c.apply(s, f, seq)
+	c.apply(s, f, seq, ingest)
 	for len(s.held) > 0 && s.held[0].seq <= s.info.LastSeq+1 {
 		e := s.held[0]
 		s.held = s.held[1:]
 		if e.seq == s.info.LastSeq+1 {
-			c.apply(s, e.frame, e.seq)
+			c.apply(s, e.frame, e.seq, e.ingest)
 		}
 	}
 	if len(s.held) == 0 {
@@ -277,7 +302,7 @@ func (c *conv) deliver(s *stream, f []byte, seq uint64) {
 	}
 }
 
-func (c *conv) hold(s *stream, f []byte, seq uint64) {
+func (c *conv) hold(s *stream, f []byte, seq uint64, ingest int64) {
 	i := sort.Search(len(s.held), func(i int) bool { return s.held[i].seq >= seq })
 	if i < len(s.held) && s.held[i].seq == seq {
 		return
@@ -287,12 +312,12 @@ func (c *conv) hold(s *stream, f []byte, seq uint64) {
 	}
 	s.held = append(s.held, heldEvent{})
 	copy(s.held[i+1:], s.held[i:])
-	s.held[i] = heldEvent{f, seq}
+	s.held[i] = heldEvent{f, seq, ingest}
 	c.startRepair(s)
 }
 
 // apply delivers an in-order event to the stream's readers; c.mu is held.
-func (c *conv) apply(s *stream, f []byte, seq uint64) {
+func (c *conv) apply(s *stream, f []byte, seq uint64, ingest int64) {
 	s.info.LastSeq = seq
 	s.lastTick = c.tick
 	if frame.KindOf(f) == frame.KindMetadata {
@@ -306,11 +331,11 @@ func (c *conv) apply(s *stream, f []byte, seq uint64) {
 		}
 		if r.replaying != nil {
 			if rb := r.replaying[s]; rb != nil {
-				rb.buffer(Item{Frame: f, Stream: s, Seq: seq})
+				rb.buffer(Item{Frame: f, Stream: s, Seq: seq, Ingest: ingest})
 				continue
 			}
 		}
-		r.enqueue(Item{Frame: f, Stream: s, Seq: seq})
+		r.enqueue(Item{Frame: f, Stream: s, Seq: seq, Ingest: ingest})
 	}
 }
 
@@ -374,7 +399,7 @@ func (c *conv) repair(s *stream) {
 		return
 	}
 	for _, e := range got {
-		c.deliver(s, e.f, e.seq)
+		c.deliver(s, e.f, e.seq, 0)
 	}
 	// What JetStream no longer has is lost to live readers (live delivery
 	// is at most once; a cursor resume reports the gap). Skip over it.
@@ -384,7 +409,7 @@ func (c *conv) repair(s *stream) {
 		s.info.LastSeq = s.held[0].seq - 1
 		e := s.held[0]
 		s.held = s.held[1:]
-		c.deliver(s, e.frame, e.seq)
+		c.deliver(s, e.frame, e.seq, e.ingest)
 	}
 	if len(s.held) > 0 && s.held[0].seq > s.info.LastSeq+1 {
 		c.startRepair(s)
@@ -507,7 +532,7 @@ func (c *conv) announce(s *stream) {
 		delete(c.pending, s.info.ID)
 		sort.Slice(p, func(i, j int) bool { return p[i].seq < p[j].seq })
 		for _, e := range p {
-			c.deliver(s, e.frame, e.seq)
+			c.deliver(s, e.frame, e.seq, e.ingest)
 		}
 	}
 }

@@ -51,6 +51,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
@@ -58,6 +60,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
 	"github.com/amsrouter/ams/services/internal/ids"
+	"github.com/amsrouter/ams/services/internal/telemetry"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
@@ -82,6 +85,9 @@ type Config struct {
 	MaxStreamsPerAccount      int
 	MaxStreamsPerConversation int
 	MaxObservers              int
+	// Tracing traces emits and deliveries across gateways (the trace
+	// context travels in the events' NATS headers); nil: off.
+	Tracing *telemetry.Provider
 }
 
 func (c *Config) defaults() {
@@ -114,6 +120,9 @@ type Hub struct {
 	deriver *ids.Deriver
 	metrics hubMetrics
 	live    *presence.Liveness
+	// tracer is nil when tracing is off: the hot path tests it and does
+	// no tracing work.
+	tracer trace.Tracer
 
 	mu    sync.Mutex
 	convs map[string]*conv
@@ -133,7 +142,10 @@ func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Me
 	}
 	h := &Hub{
 		cfg: cfg, log: log, plane: plane, deriver: deriver, metrics: hubMetrics{m},
-		convs: map[string]*conv{},
+		convs: map[string]*conv{}, tracer: cfg.Tracing.Tracer("github.com/amsrouter/ams/services/gateway/internal/hub"),
+	}
+	if m != nil {
+		m.SetQueuedBytes(h.QueuedBytes)
 	}
 	h.live = presence.NewLiveness(plane.Gateways, cfg.Gateway, cfg.Heartbeat, cfg.DeadAfter, log)
 	h.live.OnGone(h.gatewayGone)
@@ -494,10 +506,91 @@ func (h *Hub) checkpointAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// QueuedBytes sums the outbound queues of every local connection: the
+// bytes of frames queued for readers and not yet taken by their writers.
+// It takes each lock briefly in turn (for a metrics scrape).
+func (h *Hub) QueuedBytes() int64 {
+	h.mu.Lock()
+	convs := make([]*conv, 0, len(h.convs))
+	for _, c := range h.convs {
+		convs = append(convs, c)
+	}
+	h.mu.Unlock()
+	var n int64
+	var conns []*Conn
+	for _, c := range convs {
+		c.mu.Lock()
+		conns = conns[:0]
+		for conn := range c.conns {
+			conns = append(conns, conn)
+		}
+		c.mu.Unlock()
+		for _, conn := range conns {
+			conn.qmu.Lock()
+			n += int64(conn.qBytes)
+			conn.qmu.Unlock()
+		}
+	}
+	return n
+}
+
 // hubMetrics wraps the gateway metrics; nil-safe for tests.
 type hubMetrics struct{ m *metrics.Metrics }
 
-func (m hubMetrics) slowConsumer() {}
+// slowConsumer counts an outbound queue overflow by the bound it hit.
+func (m hubMetrics) slowConsumer(bound string) {
+	if m.m != nil {
+		m.m.QueueOverflows.WithLabelValues(bound).Inc()
+	}
+}
+
+// latency is the delivery latency histogram of a transport, nil without
+// metrics.
+func (m hubMetrics) latency(transport string) prometheus.Observer {
+	if m.m == nil {
+		return nil
+	}
+	return m.m.DeliveryLatency.WithLabelValues(transport)
+}
+
+// delivered counts frames written to a client at now (Unix ns) and
+// observes the publish-to-deliver latency of its events.
+func (m hubMetrics) delivered(latency prometheus.Observer, items []Item, now int64) {
+	if m.m == nil {
+		return
+	}
+	for i := range items {
+		m.m.FrameOut(items[i].Frame)
+		if at := items[i].Ingest; at != 0 && latency != nil {
+			latency.Observe(float64(max(now-at, 0)) / 1e9)
+		}
+	}
+}
+
+func (m hubMetrics) resumeStarted() {
+	if m.m != nil {
+		m.m.ResumesStarted.Inc()
+	}
+}
+
+func (m hubMetrics) resumeEnded(completed bool) {
+	if m.m == nil {
+		return
+	}
+	if completed {
+		m.m.ResumesEnded.WithLabelValues("completed").Inc()
+	} else {
+		m.m.ResumesEnded.WithLabelValues("aborted").Inc()
+	}
+}
+
+// presenceLag observes how long a record write took to reach this
+// gateway's watch.
+func (m hubMetrics) presenceLag(written time.Time) {
+	if m.m != nil && !written.IsZero() {
+		m.m.PresenceLag.Observe(max(time.Since(written), 0).Seconds())
+	}
+}
 
 func (m hubMetrics) closed(code int) {
 	if m.m != nil && code != 0 {
@@ -519,7 +612,7 @@ func (m hubMetrics) streams(delta float64) {
 
 func (m hubMetrics) frameIn(t string) {
 	if m.m != nil {
-		m.m.FramesIn.WithLabelValues(t).Inc()
+		m.m.FrameIn(t)
 	}
 }
 

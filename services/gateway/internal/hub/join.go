@@ -62,7 +62,7 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 		accountID: req.AccountID, linkID: req.LinkID, observer: req.Observer, batch: req.Batch,
 		selfSub: req.SelfSubscribe, reads: map[*stream]struct{}{},
 		maxFrames: h.cfg.QueueFrames, maxBytes: h.cfg.QueueBytes,
-		space: make(chan struct{}, 1),
+		space: make(chan struct{}, 1), latency: h.metrics.latency(req.Transport),
 	}
 	conn.ctx, conn.cancel = context.WithCancel(context.Background())
 	if req.FilterSet {
@@ -80,10 +80,11 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 	}
 	h.metrics.conn(req.Transport, 1)
 	if req.Cursor != nil {
+		h.metrics.resumeStarted()
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			c.replay(conn, req.Cursor)
+			h.metrics.resumeEnded(c.replay(conn, req.Cursor))
 		}()
 	}
 	return conn, nil
@@ -457,6 +458,7 @@ func (conn *Conn) SetMetadata(ctx context.Context, metadata string) (uint64, tim
 
 // Subscribe replaces the read filter (spec 5.2) and queues `subscribed`.
 func (conn *Conn) Subscribe(all bool, items []string) {
+	conn.conv.hub.metrics.frameIn("subscribe")
 	c := conn.conv
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -71,8 +71,9 @@ func (rb *replayBuf) buffer(it Item) {
 // replay sends conn what it missed: for each planned stream the retained
 // events from its first wanted seq (after a replay_gap when some are gone),
 // then the live events that arrived meanwhile; then the streams of the
-// cursor that are no longer live, each followed by stream_left.
-func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) {
+// cursor that are no longer live, each followed by stream_left. It
+// reports whether it finished (false: the connection closed first).
+func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) bool {
 	c.mu.Lock()
 	planned := make(map[*stream]*replayBuf, len(conn.replaying))
 	for s, rb := range conn.replaying {
@@ -87,7 +88,7 @@ func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) {
 			n += int(last - rb.first + 1)
 		}
 		if err != nil {
-			return // the connection closed
+			return false // the connection closed
 		}
 		// Drain what arrived live meanwhile, paced like the replay; switch
 		// the stream to direct delivery once the buffer is empty under the
@@ -98,7 +99,7 @@ func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) {
 				delete(conn.replaying, s)
 				c.mu.Unlock()
 				go conn.closeWith(slowConsumer)
-				return
+				return false
 			}
 			batch := rb.live
 			rb.live = nil
@@ -113,7 +114,7 @@ func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) {
 					continue
 				}
 				if err := conn.enqueueWait(it); err != nil {
-					return
+					return false
 				}
 				if it.Stream != nil {
 					last = it.Seq
@@ -123,7 +124,7 @@ func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) {
 	}
 	c.hub.metrics.replay(n)
 	if cursor.All {
-		return
+		return true
 	}
 	// Streams in the cursor that are no longer live here.
 	for _, id := range cursor.Order {
@@ -135,9 +136,10 @@ func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) {
 			continue
 		}
 		if err := c.replayLeft(conn, id, cursor.Positions[id]+1); err != nil {
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // replayStream enqueues the retained events of one stream from first up

@@ -5,6 +5,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
@@ -55,8 +60,9 @@ type stream struct {
 }
 
 type heldEvent struct {
-	frame []byte
-	seq   uint64
+	frame  []byte
+	seq    uint64
+	ingest int64
 }
 
 func (s *stream) isLocal() bool {
@@ -80,16 +86,51 @@ func (s *stream) emit(c *Conn, data string) (uint64, time.Time, error) {
 		return 0, ts, errDisplaced
 	}
 	seq := s.nextSeq
-	if err := s.publishToken(data, seq, ts); err != nil {
+	if err := s.publishToken(context.Background(), data, seq, ts); err != nil {
 		return 0, ts, err
 	}
 	s.nextSeq++
 	return seq, ts, nil
 }
 
-func (s *stream) publishToken(data string, seq uint64, ts time.Time) error {
+func (s *stream) publishToken(ctx context.Context, data string, seq uint64, ts time.Time) error {
 	f := frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
-	return s.conv.hub.plane.Publish(s.subj, f, dataplane.MsgID(s.info.ID, seq))
+	return s.publish(ctx, f, seq, ts)
+}
+
+// spanParent is the parent context of an emit span: the request's for an
+// emit without a connection (HTTP emit), none for a connection's input,
+// whose request lives as long as the connection (each of its events is a
+// trace of its own).
+func spanParent(ctx context.Context, c *Conn) context.Context {
+	if c != nil {
+		return context.Background()
+	}
+	return ctx
+}
+
+// publish sends an event stamped with its ingest time ts. With tracing on
+// it is an "emit" span (a child of ctx's span, if any) whose context the
+// event carries to the delivering gateways; off, nothing of it runs.
+func (s *stream) publish(ctx context.Context, f []byte, seq uint64, ts time.Time) error {
+	h := s.conv.hub
+	if h.tracer == nil {
+		return h.plane.PublishAt(s.subj, f, dataplane.MsgID(s.info.ID, seq), ts, nil)
+	}
+	ctx, span := h.tracer.Start(ctx, "emit", trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(ts),
+		trace.WithAttributes(attribute.String("ams.gateway", h.cfg.Gateway),
+			attribute.String("ams.stream_id", s.info.ID), attribute.Int64("ams.seq", int64(seq))))
+	defer span.End()
+	var hdr nats.Header
+	if span.SpanContext().IsSampled() {
+		hdr = make(nats.Header, 3)
+		h.cfg.Tracing.Inject(ctx, hdr)
+	}
+	err := h.plane.PublishAt(s.subj, f, dataplane.MsgID(s.info.ID, seq), ts, hdr)
+	if err != nil {
+		span.SetStatus(codes.Error, "publish failed")
+	}
+	return err
 }
 
 // emitTokens publishes tokens in order on a stream this gateway holds:
@@ -119,7 +160,7 @@ func (s *stream) emitTokens(ctx context.Context, c *Conn, tokens []string, tag s
 		}
 	}
 	for i, d := range tokens {
-		if err := s.publishToken(d, first+uint64(i), ts); err != nil {
+		if err := s.publishToken(spanParent(ctx, c), d, first+uint64(i), ts); err != nil {
 			return 0, 0, ts, err
 		}
 		s.nextSeq++
@@ -141,7 +182,7 @@ func (s *stream) setMetadata(ctx context.Context, c *Conn, metadata string) (uin
 	}
 	seq := s.nextSeq
 	f := frame.AppendStreamMetadata(nil, &s.wire, metadata, ts, seq)
-	if err := s.conv.hub.plane.Publish(s.subj, f, dataplane.MsgID(s.info.ID, seq)); err != nil {
+	if err := s.publish(spanParent(ctx, c), f, seq, ts); err != nil {
 		s.wmu.Unlock()
 		return 0, ts, err
 	}

@@ -7,10 +7,14 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/amsrouter/ams/services/internal/grpcmetrics"
 )
 
 // Metrics holds every gateway metric.
@@ -26,7 +30,33 @@ type Metrics struct {
 	HTTPRequests    *prometheus.CounterVec // route, method, status
 	HTTPDuration    *prometheus.HistogramVec
 	AuthCacheLookup *prometheus.CounterVec // result: hit|miss
+
+	// Stream plane beyond spec 3.8.
+	DeliveryLatency *prometheus.HistogramVec // transport
+	QueueOverflows  *prometheus.CounterVec   // bound: frames|bytes
+	ResumesStarted  prometheus.Counter
+	ResumesEnded    *prometheus.CounterVec // result: completed|aborted
+	PublishErrors   *prometheus.CounterVec // stage: publish|ack
+	PublishAck      prometheus.Histogram
+	PresenceLag     prometheus.Histogram
+	// GRPCServer and GRPCClient count the public gRPC API's calls and the
+	// gateway's calls to the account and link services.
+	GRPCServer *grpcmetrics.Handler
+	GRPCClient *grpcmetrics.Handler
+
+	// queuedBytes reads the sum of every connection's outbound queue
+	// (ams_outbound_queue_bytes) at scrape time.
+	queuedBytes atomic.Pointer[func() int64]
+	framesIn    map[string]prometheus.Counter
+	framesOut   [len(frameTypes)]prometheus.Counter
 }
+
+// frameTypes are the server frame types of spec 4.3 (and 5.1, 5.2), the
+// label values of ams_frames_out_total.
+var frameTypes = [...]string{"joined", "stream_joined", "stream_left", "token", "stream_metadata", "pong", "replay_gap", "subscribed", "other"}
+
+// LatencyBuckets of ams_delivery_latency_seconds, from 50 µs to 10 s.
+var LatencyBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10}
 
 // New registers the metrics on a fresh registry, with the Go and process
 // collectors.
@@ -63,19 +93,71 @@ func New() *Metrics {
 		AuthCacheLookup: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ams_auth_cache_lookups_total", Help: "Credential cache lookups by result (hit, miss).",
 		}, []string{"result"}),
+		DeliveryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ams_delivery_latency_seconds",
+			Help:    "Time from an event's ingest at the emitting gateway to its write to a reader, by the reader's transport.",
+			Buckets: LatencyBuckets,
+		}, []string{"transport"}),
+		QueueOverflows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ams_outbound_queue_overflows_total", Help: "Outbound queues that overflowed (the reader is closed 4290), by the bound reached (frames, bytes).",
+		}, []string{"bound"}),
+		ResumesStarted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ams_resumes_started_total", Help: "Connections that asked for a replay from a cursor.",
+		}),
+		ResumesEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ams_resumes_finished_total", Help: "Replays finished, by result (completed: handed over to live delivery; aborted: the connection closed first).",
+		}, []string{"result"}),
+		PublishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ams_publish_errors_total", Help: "Event publishes that failed, by stage (publish: refused at once; ack: JetStream did not store it).",
+		}, []string{"stage"}),
+		PublishAck: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ams_jetstream_publish_ack_seconds",
+			Help:    "Time from an event's ingest to JetStream's store acknowledgement (publish mode jetstream).",
+			Buckets: LatencyBuckets,
+		}),
+		PresenceLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ams_presence_watch_lag_seconds",
+			Help:    "Time from a presence record's write to its delivery by the KV watch on this gateway.",
+			Buckets: LatencyBuckets,
+		}),
+		framesIn: map[string]prometheus.Counter{},
 	}
 	r.MustRegister(m.Connections, m.StreamsLive, m.FramesIn, m.FramesOut, m.Closes, m.ReplayFrames,
-		m.HTTPRequests, m.HTTPDuration, m.AuthCacheLookup)
+		m.HTTPRequests, m.HTTPDuration, m.AuthCacheLookup,
+		m.DeliveryLatency, m.QueueOverflows, m.ResumesStarted, m.ResumesEnded, m.PublishErrors, m.PublishAck, m.PresenceLag,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ams_outbound_queue_bytes", Help: "Bytes of frames queued for readers and not yet written, over every connection.",
+		}, func() float64 {
+			if fn := m.queuedBytes.Load(); fn != nil {
+				return float64((*fn)())
+			}
+			return 0
+		}),
+	)
+	m.GRPCServer = grpcmetrics.NewServer(r)
+	m.GRPCClient = grpcmetrics.NewClient(r)
 	// Every family of spec 3.8 is exposed from the start, also before any
 	// stream traffic: the known label values begin at zero.
 	for _, t := range []string{"ws", "sse", "grpc", "mcp"} {
 		m.Connections.WithLabelValues(t)
 	}
 	for _, t := range []string{"token", "set_metadata", "ping", "subscribe"} { // spec 4.4
-		m.FramesIn.WithLabelValues(t)
+		m.framesIn[t] = m.FramesIn.WithLabelValues(t)
 	}
-	for _, t := range []string{"joined", "stream_joined", "stream_left", "token", "stream_metadata", "pong", "replay_gap", "subscribed"} { // spec 4.3
-		m.FramesOut.WithLabelValues(t)
+	for i, t := range frameTypes {
+		m.framesOut[i] = m.FramesOut.WithLabelValues(t)
+	}
+	for _, t := range []string{"ws", "sse", "grpc", "mcp"} {
+		m.DeliveryLatency.WithLabelValues(t)
+	}
+	for _, b := range []string{"frames", "bytes"} {
+		m.QueueOverflows.WithLabelValues(b)
+	}
+	for _, r := range []string{"completed", "aborted"} {
+		m.ResumesEnded.WithLabelValues(r)
+	}
+	for _, s := range []string{"publish", "ack"} {
+		m.PublishErrors.WithLabelValues(s)
 	}
 	for _, c := range []int{1000, 1001, 1009, 4001, 4002, 4003, 4004, 4005, 4290, 4400, 4500} { // spec 4.2
 		m.Closes.WithLabelValues(strconv.Itoa(c))
@@ -90,3 +172,58 @@ func (m *Metrics) Handler() http.Handler {
 
 // Close counts a connection close with its code.
 func (m *Metrics) Close(code int) { m.Closes.WithLabelValues(strconv.Itoa(code)).Inc() }
+
+// FrameIn counts a client frame of a type of spec 4.4.
+func (m *Metrics) FrameIn(typ string) {
+	if c := m.framesIn[typ]; c != nil {
+		c.Inc()
+	}
+}
+
+// FrameOut counts a server frame written to a client, by the type its
+// bytes start with. It does not allocate.
+func (m *Metrics) FrameOut(f []byte) { m.framesOut[frameOutIndex(f)].Inc() }
+
+// frameOutIndex is the index in frameTypes of a frame's type.
+func frameOutIndex(f []byte) int {
+	const prefix = `{"type":"`
+	if len(f) < len(prefix) || string(f[:len(prefix)]) != prefix {
+		return len(frameTypes) - 1
+	}
+	f = f[len(prefix):]
+	end := 0
+	for end < len(f) && end < 16 && f[end] != '"' {
+		end++
+	}
+	switch string(f[:end]) { // compared without a copy
+	case "joined":
+		return 0
+	case "stream_joined":
+		return 1
+	case "stream_left":
+		return 2
+	case "token":
+		return 3
+	case "stream_metadata":
+		return 4
+	case "pong":
+		return 5
+	case "replay_gap":
+		return 6
+	case "subscribed":
+		return 7
+	}
+	return len(frameTypes) - 1
+}
+
+// SetQueuedBytes sets the source of ams_outbound_queue_bytes, read at
+// each scrape (the hub's QueuedBytes).
+func (m *Metrics) SetQueuedBytes(fn func() int64) { m.queuedBytes.Store(&fn) }
+
+// PublishError counts a failed event publish at a stage: "publish" or
+// "ack".
+func (m *Metrics) PublishError(stage string) { m.PublishErrors.WithLabelValues(stage).Inc() }
+
+// PublishAcked observes the time from an event's ingest to its store
+// acknowledgement.
+func (m *Metrics) PublishAcked(d time.Duration) { m.PublishAck.Observe(max(d, 0).Seconds()) }

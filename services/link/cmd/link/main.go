@@ -21,6 +21,7 @@ import (
 
 	"github.com/amsrouter/ams/services/internal/config"
 	"github.com/amsrouter/ams/services/internal/logging"
+	"github.com/amsrouter/ams/services/internal/telemetry"
 	"github.com/amsrouter/ams/services/link/internal/keyset"
 	"github.com/amsrouter/ams/services/link/linkd"
 )
@@ -47,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		generateKey         bool
 	)
 	fs.String(&cfg.GRPCAddr, "grpc-addr", ":7002", "LinkService gRPC listen address")
-	fs.String(&cfg.AdminAddr, "admin-addr", ":7102", "admin HTTP address for /healthz and /readyz (empty: none)")
+	fs.String(&cfg.AdminAddr, "admin-addr", ":7102", "admin HTTP address for /healthz, /readyz and /metrics (empty: none)")
 	fs.String(&cfg.DatabaseURL, "database-url", "", "database: postgres://… or sqlite:<path> (required)")
 	fs.Secret(&keysPEM, "signing-keys", false,
 		"Ed25519 signing keys as PEM (PKCS#8) blocks, active key first, retired keys after it (required)")
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Duration(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "graceful shutdown deadline")
 	fs.FlagSet.BoolVar(&generateKey, "generate-key", false,
 		"print a new Ed25519 signing key (PEM) to stdout and exit; to rotate keys, put the new key first in the signing keys and keep the old ones after it until their links end")
+	var tracing telemetry.Config
+	telemetry.RegisterFlags(fs, &tracing)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -93,6 +96,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("link starting", redactURL(fs.LogAttrs(), "database_url")...)
 
+	// Tracing: off unless an OTLP endpoint is set.
+	cfg.Tracing, err = telemetry.New(ctx, tracing, "ams-link", "")
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(cfg.Tracing)
+
 	// Service: store, migrations, listeners.
 	svc, err := linkd.New(ctx, cfg, log)
 	if err != nil {
@@ -115,4 +125,11 @@ func redactURL(attrs []any, key string) []any {
 		}
 	}
 	return attrs
+}
+
+// shutdownTracing flushes the spans not yet exported, within a deadline.
+func shutdownTracing(t *telemetry.Provider) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = t.Shutdown(ctx)
 }
