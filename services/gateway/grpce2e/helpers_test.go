@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,12 +33,12 @@ type api struct {
 }
 
 // dialAPI connects to a gateway's gRPC address.
-func dialAPI(t testing.TB, addr string) *api {
+func dialAPI(t testing.TB, addr string, opts ...grpc.DialOption) *api {
 	t.Helper()
 	if addr == "" {
 		t.Fatal("the gateway serves no gRPC")
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		t.Fatalf("grpc dial %s: %v", addr, err)
 	}
@@ -114,6 +115,8 @@ type connectOpts struct {
 	peerIdentity  string // JSON object text, sent base64
 	// md adds or replaces raw metadata pairs.
 	md map[string]string
+	// noRead leaves the messages unread until startReading.
+	noRead bool
 }
 
 // gclient is a test gRPC participant: one Connect call.
@@ -124,6 +127,8 @@ type gclient struct {
 	frames chan *amsv1.ServerFrame
 	done   chan struct{}
 	err    error // the error that ended Recv (io.EOF: status OK)
+	// readOnce starts the reader of a noRead call once.
+	readOnce sync.Once
 }
 
 // connect opens a Connect call on a gateway's API with o.
@@ -163,12 +168,29 @@ func connect(t testing.TB, a *api, o connectOpts) *gclient {
 		t.Fatalf("connect: %v", err)
 	}
 	c := &gclient{t: t, stream: stream, cancel: cancel, frames: make(chan *amsv1.ServerFrame, 1<<12), done: make(chan struct{})}
+	if o.noRead {
+		t.Cleanup(func() {
+			cancel()
+			select {
+			case <-c.done:
+			default:
+				c.startReading()
+				<-c.done
+			}
+		})
+		return c
+	}
 	go c.readLoop()
 	t.Cleanup(func() {
 		cancel()
 		<-c.done
 	})
 	return c
+}
+
+// startReading starts reading a call opened with noRead.
+func (c *gclient) startReading() {
+	c.readOnce.Do(func() { go c.readLoop() })
 }
 
 func (c *gclient) readLoop() {
