@@ -589,8 +589,19 @@ func TestSlowConsumerResumes(t *testing.T) {
 	}
 	slow := 0
 	next := 1
+	var log []string // what happened, for a failure
+	start := time.Now()
 	for next <= n {
-		switch ev := waitFor[wire.Event](t, r, nil).(type) {
+		var ev wire.Event
+		select {
+		case ev = <-r.Events():
+		case <-time.After(60 * time.Second):
+			t.Fatalf("no event within 60 s after token %d; events:\n%s", next-1, strings.Join(log, "\n"))
+		}
+		if _, tok := ev.(wire.Token); !tok {
+			log = append(log, fmt.Sprintf("%v %T %+v (after token %d)", time.Since(start).Round(time.Millisecond), ev, ev, next-1))
+		}
+		switch ev := ev.(type) {
 		case wire.Token:
 			if want := fmt.Sprint(next, pad); ev.Data != want || ev.Seq != uint64(next) {
 				t.Fatalf("token seq %d (%d bytes), want seq %d", ev.Seq, len(ev.Data), next)
@@ -602,6 +613,8 @@ func TestSlowConsumerResumes(t *testing.T) {
 			}
 		case wire.ReplayGap:
 			t.Fatalf("replay gap %+v", ev)
+		case ams.Closed:
+			t.Fatalf("closed %+v; events:\n%s", ev, strings.Join(log, "\n"))
 		}
 	}
 	if slow == 0 {
