@@ -45,7 +45,8 @@ const (
 
 // connectInputs reads a Connect call's metadata (spec 5.4) into the
 // conversation it names and the connect inputs, with the meanings of the
-// WebSocket headers of spec 4.1.
+// WebSocket headers of spec 4.1. Besides the keys spec 5.4 lists,
+// `x-ams-observe` opens an observer (spec 4.7), as its header does.
 func connectInputs(md metadata.MD) (ns, alias string, raw connreq.Raw) {
 	opt := func(key string) *string {
 		if vs := md.Get(key); len(vs) > 0 {
