@@ -6,7 +6,9 @@
 // ams.tok.<C>.<S>; its payload is the exact server frame readers receive
 // (so a replayed frame equals the live one) and its Nats-Msg-Id is
 // "<S>:<seq>", which makes a duplicate publish of one seq harmless to the
-// stored history.
+// stored history. Its Ams-Ingest header is the time the emitting gateway
+// took it from its writer, for the publish-to-deliver latency every
+// delivering gateway measures.
 package dataplane
 
 import (
@@ -17,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -248,28 +251,38 @@ func MsgID(streamID string, seq uint64) string {
 	return streamID + ":" + strconv.FormatUint(seq, 10)
 }
 
-// Publish sends one event frame on its subject, without an ingest time.
+// Publish sends one event frame on its subject with its de-duplication
+// id, without an ingest time.
 func (p *Plane) Publish(subj string, f []byte, msgID string) error {
-	return p.PublishAt(subj, f, msgID, time.Time{}, nil)
+	return p.publish(subj, f, nats.Header{jetstream.MsgIDHeader: []string{msgID}})
 }
 
-// PublishAt sends one event frame on its subject with its ingest time (in
-// IngestHeader; none if zero) and the headers of hdr (trace context; nil
-// for none), which it takes over. In core mode it returns once the message
-// is buffered for the server; in JetStream mode once the asynchronous
-// publish is queued (the acknowledgement arrives later).
-func (p *Plane) PublishAt(subj string, f []byte, msgID string, ingest time.Time, hdr nats.Header) error {
+// PublishEvent sends event seq of a stream on its subject, with its
+// de-duplication id (MsgID) and its ingest time (IngestHeader), plus the
+// headers of hdr (trace context; nil for none), which it takes over. In
+// core mode it returns once the message is buffered for the server; in
+// JetStream mode once the asynchronous publish is queued (the
+// acknowledgement arrives later).
+func (p *Plane) PublishEvent(subj string, f []byte, streamID string, seq uint64, ingest time.Time, hdr nats.Header) error {
 	if hdr == nil {
 		hdr = make(nats.Header, 2)
 	}
-	// One backing array for both header values.
-	vals := make([]string, 1, 2)
-	vals[0] = msgID
+	// Both header values are views of one buffer, never written again: the
+	// ingest stamp costs no allocation over the message id alone.
+	buf := make([]byte, 0, len(streamID)+42)
+	buf = append(buf, streamID...)
+	buf = append(buf, ':')
+	buf = strconv.AppendUint(buf, seq, 10)
+	n := len(buf)
+	buf = strconv.AppendInt(buf, ingest.UnixNano(), 10)
+	text := unsafe.String(unsafe.SliceData(buf), len(buf))
+	vals := []string{text[:n], text[n:]}
 	hdr[jetstream.MsgIDHeader] = vals[0:1:1]
-	if !ingest.IsZero() {
-		vals = append(vals, strconv.FormatInt(ingest.UnixNano(), 10))
-		hdr[IngestHeader] = vals[1:2:2]
-	}
+	hdr[IngestHeader] = vals[1:2:2]
+	return p.publish(subj, f, hdr)
+}
+
+func (p *Plane) publish(subj string, f []byte, hdr nats.Header) error {
 	m := &nats.Msg{Subject: subj, Data: f, Header: hdr}
 	var err error
 	if p.cfg.Mode == PublishJetStream {

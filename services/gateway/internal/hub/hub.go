@@ -21,6 +21,17 @@
 // held until its record announces it, and its stream_left waits for the
 // final seq its record names.
 //
+// # Metrics and tracing
+//
+// The gateway that takes an event from its writer stamps its ingest time
+// in the event's Ams-Ingest NATS header (package dataplane); every
+// delivering gateway carries it in the queued Item, and Conn.Delivered,
+// which each transport calls after a write, counts the frames out and
+// observes the publish-to-deliver latency. With tracing on (Config.Tracing)
+// each event is an "emit" span whose W3C trace context travels in the
+// event's headers, and each gateway's fan-out of it a "deliver" span, its
+// child; with tracing off none of that code runs.
+//
 // # Writers
 //
 // The gateway holding a stream assigns its seqs and publishes its events.

@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
@@ -115,7 +114,7 @@ func spanParent(ctx context.Context, c *Conn) context.Context {
 func (s *stream) publish(ctx context.Context, f []byte, seq uint64, ts time.Time) error {
 	h := s.conv.hub
 	if h.tracer == nil {
-		return h.plane.PublishAt(s.subj, f, dataplane.MsgID(s.info.ID, seq), ts, nil)
+		return h.plane.PublishEvent(s.subj, f, s.info.ID, seq, ts, nil)
 	}
 	ctx, span := h.tracer.Start(ctx, "emit", trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(ts),
 		trace.WithAttributes(attribute.String("ams.gateway", h.cfg.Gateway),
@@ -126,7 +125,7 @@ func (s *stream) publish(ctx context.Context, f []byte, seq uint64, ts time.Time
 		hdr = make(nats.Header, 3)
 		h.cfg.Tracing.Inject(ctx, hdr)
 	}
-	err := h.plane.PublishAt(s.subj, f, dataplane.MsgID(s.info.ID, seq), ts, hdr)
+	err := h.plane.PublishEvent(s.subj, f, s.info.ID, seq, ts, hdr)
 	if err != nil {
 		span.SetStatus(codes.Error, "publish failed")
 	}
