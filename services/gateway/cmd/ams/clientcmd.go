@@ -196,8 +196,18 @@ func apiError(err error) error {
 	if errors.As(err, &e) {
 		return e
 	}
+	if err != nil && strings.HasPrefix(err.Error(), "ams: ") {
+		// The SDK's own errors say "ams: …" already; main adds it.
+		return prefixless{err}
+	}
 	return err
 }
+
+// prefixless is an SDK error printed without its "ams: " prefix.
+type prefixless struct{ error }
+
+func (p prefixless) Error() string { return strings.TrimPrefix(p.error.Error(), "ams: ") }
+func (p prefixless) Unwrap() error { return p.error }
 
 // runGroup runs a subcommand of a command group (ams links list).
 func runGroup(e env, name string, subs []command, args []string) (command, []string, error) {
