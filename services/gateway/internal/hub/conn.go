@@ -251,7 +251,13 @@ func (c *Conn) setBase(streamID string, seq uint64) {
 func (c *Conn) closeWith(code wireerr.Code) {
 	c.closeOnce.Do(func() {
 		c.cancel()
-		c.conv.hub.detach(c, code)
+		if code.Close == wireerr.GoingAway.Close {
+			// 1001 (a draining gateway): the stream keeps its grace, so
+			// the client resumes it on another gateway unseen (spec 4.5).
+			c.conv.hub.detachLost(c)
+		} else {
+			c.conv.hub.detach(c, code)
+		}
 		c.conv.hub.metrics.closed(code.Close)
 		c.sink.Close(code.Close, code.Name)
 	})

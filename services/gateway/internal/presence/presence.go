@@ -150,23 +150,33 @@ func (l *Liveness) Alive(gateway string) bool {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, gone := l.gone[gateway]; gone {
+		return false
+	}
 	t, ok := l.seen[gateway]
 	return ok && time.Since(t) < l.deadAfter
 }
 
-// GoneSince returns when a gateway was last seen alive, and whether it is
-// gone.
+// GoneSince reports whether a gateway is gone and since when: its sign-off,
+// or its last heartbeat when it fell silent. The grace of its streams runs
+// from that time. A gateway never seen is gone since forever.
 func (l *Liveness) GoneSince(gateway string) (time.Time, bool) {
 	if gateway == l.self {
 		return time.Time{}, false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if t, ok := l.gone[gateway]; ok {
+		return t, true
+	}
 	t, ok := l.seen[gateway]
 	if !ok {
 		return time.Time{}, true
 	}
-	return t, time.Since(t) >= l.deadAfter
+	if time.Since(t) >= l.deadAfter {
+		return t, true
+	}
+	return time.Time{}, false
 }
 
 // Beat writes this gateway's heartbeat once.
@@ -240,9 +250,7 @@ func (l *Liveness) observe(e jetstream.KeyValueEntry) {
 		l.mu.Unlock()
 	default:
 		// Signed off: gone from now; its streams get their full grace.
-		since := time.Now()
-		l.seen[name] = since.Add(-l.deadAfter)
-		l.markGone(name, since)
+		l.markGone(name, time.Now())
 	}
 }
 
@@ -267,6 +275,7 @@ func (l *Liveness) sweep() {
 	var dead []string
 	for name, t := range l.seen {
 		if _, done := l.gone[name]; !done && now.Sub(t) >= l.deadAfter {
+			// Falls silent: gone since its last heartbeat.
 			dead = append(dead, name)
 		}
 	}
