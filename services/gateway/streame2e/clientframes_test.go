@@ -184,12 +184,12 @@ func TestC43TokenTooLarge(t *testing.T) {
 	} {
 		name := fmt.Sprintf("w%d", i)
 		w, _ := r.join(t, 0, dialOpts{credential: credB, streamName: name})
-		reader.expect("stream_joined")
+		reader.expectOf(name, "stream_joined")
 		w.token("ok")
 		w.sendRaw([]byte(msg))
 		w.wantCloseAfter(codeBad, "token_too_large")
-		reader.wantToken(name, "ok", 1)
-		sl := reader.expect("stream_left") // and no token in between
+		reader.wantTokenOf(name, "ok", 1)
+		sl := reader.expectOf(name, "stream_left") // and no token in between
 		if sl["stream_name"] != name || num(t, sl, "last_seq") != 1 {
 			t.Errorf("stream_left %v, want %s at last_seq 1", sl, name)
 		}
@@ -308,17 +308,16 @@ func TestC48Batching(t *testing.T) {
 		{"too large element", `[{"type":"token","data":"x"},{"type":"token","data":"` + strings.Repeat("y", 65537) + `"}]`, "token_too_large", true},
 		{"bad subscribe element", `[{"type":"token","data":"x"},{"type":"subscribe","streams":5}]`, "invalid_subscription", true},
 	} {
+		name := "q-" + strings.ReplaceAll(tc.name, " ", "-")
 		t.Run(tc.name, func(t *testing.T) {
-			c, jc := r.join(t, 0, dialOpts{credential: credB, streamName: "q", batch: true})
-			plain.expect("stream_joined")
+			c, _ := r.join(t, 0, dialOpts{credential: credB, streamName: name, batch: true})
+			plain.expectOf(name, "stream_joined")
 			c.sendRaw([]byte(tc.msg))
 			c.wantCloseAfter(codeBad, tc.reason)
 			if tc.delivered {
-				plain.wantToken("q", "x", num(t, jc, "last_seq")+1)
+				plain.wantTokenOf(name, "x", 1)
 			}
-			if m := plain.expectMsg("stream_left"); m.m["stream_name"] != "q" {
-				t.Errorf("got %s, want q's stream_left", m.raw)
-			}
+			plain.expectOf(name, "stream_left")
 		})
 	}
 }

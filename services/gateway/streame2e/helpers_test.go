@@ -321,3 +321,36 @@ func joinEventually(t testing.TB, u string, o dialOpts) *client {
 		}
 	}
 }
+
+// nextOf returns the next frame about stream name (by stream_name),
+// skipping frames of other streams, for tests about one stream that must
+// not depend on what other streams do meanwhile.
+func (c *client) nextOf(name string) msg {
+	c.t.Helper()
+	for {
+		m := c.nextMsg(wait)
+		if n, ok := m.m["stream_name"]; !ok || n == name {
+			return m
+		}
+	}
+}
+
+// expectOf is nextOf that must have the given type.
+func (c *client) expectOf(name, typ string) map[string]any {
+	c.t.Helper()
+	m := c.nextOf(name)
+	if m.m["type"] != typ {
+		c.t.Fatalf("got %s, want %s of %s", m.raw, typ, name)
+	}
+	return m.m
+}
+
+// wantTokenOf is wantToken skipping frames of other streams.
+func (c *client) wantTokenOf(name, data string, seq int) map[string]any {
+	c.t.Helper()
+	m := c.nextOf(name)
+	if m.m["type"] != "token" || m.m["data"] != data || m.m["seq"] != float64(seq) {
+		c.t.Fatalf("got %.300s, want token %s/%q seq %d", m.raw, name, data, seq)
+	}
+	return m.m
+}
