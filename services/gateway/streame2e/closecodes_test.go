@@ -421,15 +421,21 @@ func TestC27Caps(t *testing.T) {
 		_, creds[i] = account(t, sys, fmt.Sprintf("acct%d", i))
 	}
 	r := newRoom(t, sys, creds[0], "acct0", "room")
-	// A watcher on gateway 1 shows when both gateways know every stream.
-	watch, _ := r.join(t, 1, dialOpts{observe: true})
+	// A watcher (an observer) on each gateway shows when both gateways
+	// know every stream: caps count the streams a gateway knows of.
+	watchers := []*client{nil, nil}
+	for gw := range watchers {
+		watchers[gw], _ = r.join(t, gw, dialOpts{observe: true})
+	}
 
 	var conns [][]*client
 	open := func(acct, n int) *client {
 		t.Helper()
 		gw := n % 2
 		c, _ := r.join(t, gw, dialOpts{credential: creds[acct], streamName: fmt.Sprintf("a%d-s%d", acct, n)})
-		watch.expect("stream_joined")
+		for _, w := range watchers {
+			w.expect("stream_joined")
+		}
 		return c
 	}
 	conns = append(conns, nil)
@@ -450,7 +456,9 @@ func TestC27Caps(t *testing.T) {
 	conns[0][0] = again
 	// Live streams count: after one leaves, another may join.
 	conns[0][9].close()
-	watch.until("stream_left", wait)
+	for _, w := range watchers {
+		w.until("stream_left", wait)
+	}
 	conns[0][9] = open(0, 10)
 
 	// Fill the conversation to 100 streams.
