@@ -19,6 +19,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -108,7 +109,12 @@ func New(ctx context.Context, cfg Config, service, instance string) (*Provider, 
 		err error
 	)
 	if cfg.Protocol == ProtocolHTTP {
-		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.Endpoint))
+		endpoint := cfg.Endpoint
+		if u, perr := url.Parse(endpoint); perr == nil && (u.Path == "" || u.Path == "/") {
+			u.Path = "/v1/traces" // the OTLP/HTTP traces path
+			endpoint = u.String()
+		}
+		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
 	} else {
 		exp, err = otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(cfg.Endpoint))
 	}

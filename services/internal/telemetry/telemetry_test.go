@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 )
 
 // Off is nil: every method is safe and does nothing, and the HTTP handler
@@ -143,3 +146,86 @@ func TestHTTPHandlerTracesRequestsButNotProbes(t *testing.T) {
 type nopHandler struct{ _ int }
 
 func (*nopHandler) ServeHTTP(http.ResponseWriter, *http.Request) {}
+
+// Spans reach an OTLP/HTTP collector at the configured URL (POST
+// /v1/traces), here a test server standing in for the collector.
+func TestOTLPHTTPExportReachesCollector(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Method + " " + r.URL.Path + " " + r.Header.Get("Content-Type")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	p, err := New(context.Background(), Config{Endpoint: srv.URL, Protocol: ProtocolHTTP, SampleRatio: 1}, "ams-test", "i")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := p.Tracer("t").Start(context.Background(), "emit")
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Shutdown(ctx)
+	select {
+	case req := <-got:
+		if req != "POST /v1/traces application/x-protobuf" {
+			t.Errorf("collector got %q, want POST /v1/traces application/x-protobuf", req)
+		}
+	case <-ctx.Done():
+		t.Fatal("no export reached the collector")
+	}
+}
+
+type collector struct {
+	coltracepb.UnimplementedTraceServiceServer
+	got chan string
+}
+
+func (c *collector) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				c.got <- s.GetName()
+			}
+		}
+	}
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// Spans reach an OTLP/gRPC collector (a real gRPC server implementing the
+// collector's TraceService) at the configured URL.
+func TestOTLPGRPCExportReachesCollector(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{got: make(chan string, 8)}
+	gs := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(gs, c)
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+	p, err := New(context.Background(), Config{Endpoint: "http://" + lis.Addr().String(), SampleRatio: 1}, "ams-test", "i")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := p.Tracer("t").Start(context.Background(), "deliver")
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Shutdown(ctx)
+	select {
+	case name := <-c.got:
+		if name != "deliver" {
+			t.Errorf("collector got span %q, want deliver", name)
+		}
+	case <-ctx.Done():
+		t.Fatal("no export reached the collector")
+	}
+}
