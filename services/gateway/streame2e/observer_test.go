@@ -59,13 +59,15 @@ func TestC87Observer(t *testing.T) {
 	}
 
 	// They read every stream, and see membership.
-	a.token("a1")
-	a.send(map[string]any{"type": "set_metadata", "metadata": map[string]any{"m": 2}})
 	for _, o := range []*client{o1, o2} {
 		o.wantToken("b", "b1", 1)
 		if m := o.expect("stream_joined"); m["stream_name"] != "c" {
 			t.Errorf("observer got %v", m)
 		}
+	}
+	a.token("a1")
+	a.send(map[string]any{"type": "set_metadata", "metadata": map[string]any{"m": 2}})
+	for _, o := range []*client{o1, o2} {
 		got := []string{}
 		for len(got) < 2 {
 			m := o.next(wait)
