@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/coder/websocket"
 
 	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
 )
@@ -488,5 +491,46 @@ func TestC36OwnStreamOnly(t *testing.T) {
 	if len(ps) != 3 || ps[0]["stream_id"] != ida || fmt.Sprint(ps[0]["metadata"]) != "map[owner:alice]" || num(t, ps[0], "last_seq") != 0 ||
 		fmt.Sprint(ps[1]["metadata"]) != "map[owner:bob]" {
 		t.Errorf("peers %v: a's metadata must be unchanged", ps)
+	}
+}
+
+// C28, C44: joined is first even for a connection displaced at once: each
+// of several concurrent connects of one account and name gets joined
+// before any close, and a close is 4001 stream_displaced.
+func TestC28JoinedBeforeDisplaced(t *testing.T) {
+	t.Parallel()
+	sys := gwtest.Start(t, gwtest.Options{Gateways: 2})
+	_, credA := account(t, sys, "alice")
+	r := newRoom(t, sys, credA, "alice", "room")
+	for round := 0; round < 25; round++ {
+		const n = 4
+		conns := make([]*client, n)
+		var wg sync.WaitGroup
+		for i := range conns {
+			wg.Go(func() { conns[i] = dial(t, r.linkAt(i%2), dialOpts{credential: credA, streamName: "w"}) })
+		}
+		wg.Wait()
+		for i, c := range conns {
+			select {
+			case m := <-c.msgs:
+				if m.m["type"] != "joined" {
+					t.Fatalf("round %d, connection %d: first frame %.200s, want joined", round, i, m.raw)
+				}
+			case <-c.done:
+				select {
+				case m := <-c.msgs:
+					if m.m["type"] != "joined" {
+						t.Fatalf("round %d, connection %d: first frame %.200s, want joined", round, i, m.raw)
+					}
+				default:
+					t.Fatalf("round %d, connection %d: closed before joined: %v", round, i, c.closeErr)
+				}
+			case <-time.After(wait):
+				t.Fatalf("round %d, connection %d: no frame", round, i)
+			}
+		}
+		for _, c := range conns {
+			_ = c.ws.Close(websocket.StatusNormalClosure, "")
+		}
 	}
 }

@@ -123,6 +123,10 @@ type conn struct {
 	// it between frames, so a close is not held up behind a long queue.
 	closeCode atomic.Int32
 	closeSent atomic.Bool
+	// joinedSent: the connection's first frame (joined) was written; until
+	// then a close does not jump the queue, so that joined always comes
+	// first (spec 4.3). Writer goroutine only.
+	joinedSent bool
 	writerEnd chan struct{}
 }
 
@@ -437,22 +441,24 @@ func (c *conn) writeLoop() {
 func (c *conn) writeItems(w *bufio.Writer, items []hub.Item) ([]hub.Item, error) {
 	if !c.batch || len(items) < 2 {
 		for i := range items {
-			if c.closeCode.Load() != 0 {
+			if c.closeCode.Load() != 0 && c.joinedSent {
 				return items[:i], nil
 			}
 			_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := writeText(w, items[i].Frame); err != nil {
 				return items[:i], err
 			}
+			c.joinedSent = true
 		}
 		return items, nil
 	}
 	all := items
 	done := 0
 	for len(items) > 0 {
-		if c.closeCode.Load() != 0 {
+		if c.closeCode.Load() != 0 && c.joinedSent {
 			return all[:done], nil
 		}
+		c.joinedSent = true
 		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		n := min(len(items), frame.MaxBatch)
 		size := 1 + n
