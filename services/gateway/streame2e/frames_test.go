@@ -529,8 +529,15 @@ func TestC28JoinedBeforeDisplaced(t *testing.T) {
 				t.Fatalf("round %d, connection %d: no frame", round, i)
 			}
 		}
-		for _, c := range conns {
-			_ = c.ws.Close(websocket.StatusNormalClosure, "")
+		for i, c := range conns {
+			select {
+			case <-c.done:
+				if code, reason, _ := c.closeCode(wait); code != codeLink || reason != "stream_displaced" {
+					t.Errorf("round %d, connection %d: closed %d %q, want 4001 stream_displaced", round, i, code, reason)
+				}
+			default:
+				_ = c.ws.Close(websocket.StatusNormalClosure, "")
+			}
 		}
 	}
 }
