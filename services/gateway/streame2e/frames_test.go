@@ -523,13 +523,26 @@ func TestC28JoinedBeforeDisplaced(t *testing.T) {
 						t.Fatalf("round %d, connection %d: first frame %.200s, want joined", round, i, m.raw)
 					}
 				default:
-					t.Fatalf("round %d, connection %d: closed before joined: %v", round, i, c.closeErr)
+					// A refused connect has no joined; only a displaced
+					// one must have had it. (Concurrent connects of one
+					// name are sometimes refused 4500 by the hub's bounded
+					// record retries; TestC44ConcurrentDisplacement covers
+					// that.)
+					if code, reason, _ := c.closeCode(wait); code == codeLink && reason == "stream_displaced" {
+						t.Fatalf("round %d, connection %d: displaced before joined", round, i)
+					} else {
+						t.Logf("round %d, connection %d: refused %d %q", round, i, code, reason)
+					}
+					conns[i] = nil
 				}
 			case <-time.After(wait):
 				t.Fatalf("round %d, connection %d: no frame", round, i)
 			}
 		}
 		for i, c := range conns {
+			if c == nil {
+				continue
+			}
 			select {
 			case <-c.done:
 				if code, reason, _ := c.closeCode(wait); code != codeLink || reason != "stream_displaced" {
