@@ -75,7 +75,6 @@ func TestC39Seq(t *testing.T) {
 
 // C39: as TestC39Seq, then the seq goes on across leave and rejoin.
 func TestC39SeqAcrossRejoin(t *testing.T) {
-	t.Skip("hub bug: a stream that leaves soon after joining or resuming can be announced again from its stale Live record (see TestC40RejoinsSeenInOrder)")
 	t.Parallel()
 	sys := gwtest.Start(t, gwtest.Options{Gateways: 2})
 	_, credA := account(t, sys, "alice")
@@ -432,7 +431,6 @@ func TestC51Replicas(t *testing.T) {
 // leave after the grace, and the gateway keeps serving. (The checkpoint
 // interval and the grace are lowered to make the two meet often.)
 func TestC50LostDuringCheckpoints(t *testing.T) {
-	t.Skip("hub bug: detachLost takes Hub.mu while holding stream.wmu; checkpointAll takes them in the documented order (Hub.mu, conv.mu, wmu): deadlock")
 	t.Parallel()
 	sys := gwtest.Start(t, gwtest.Options{Gateway: func(_ int, cfg *gatewayd.Config) {
 		cfg.Hub.Checkpoint = time.Millisecond
@@ -494,7 +492,6 @@ func TestC45RejoinRightAfterClose(t *testing.T) {
 // exactly once and in order (stream_joined, its events, stream_left), even
 // when the rejoins follow the closes at once.
 func TestC40RejoinsSeenInOrder(t *testing.T) {
-	t.Skip("hub bug: a gateway applies a presence record older than what it already did locally (its own Live record after its local leave): the stream is announced again and its events replayed")
 	t.Parallel()
 	sys := gwtest.Start(t, gwtest.Options{Gateways: 2})
 	_, credA := account(t, sys, "alice")
@@ -520,7 +517,12 @@ func TestC40RejoinsSeenInOrder(t *testing.T) {
 	for gw, x := range readers {
 		var got []string
 		for len(got) < len(want) {
-			m := x.nextMsg(wait)
+			var m msg
+			select {
+			case m = <-x.msgs:
+			case <-time.After(wait):
+				t.Fatalf("reader on gw%d stalled after %v", gw, got)
+			}
 			switch m.m["type"] {
 			case "token":
 				got = append(got, fmt.Sprint(m.m["seq"]))

@@ -171,7 +171,6 @@ func TestC88ObserverCap(t *testing.T) {
 
 // C88: the observer cap is per conversation, across replicas.
 func TestC88ObserverCapAcrossGateways(t *testing.T) {
-	t.Skip("hub bug: the observer cap is counted per gateway (conv.observers), not per conversation")
 	t.Parallel()
 	sys := gwtest.Start(t, gwtest.Options{Gateways: 2, Gateway: func(_ int, cfg *gatewayd.Config) {
 		cfg.Hub.MaxObservers = 2

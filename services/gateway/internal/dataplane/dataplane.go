@@ -29,10 +29,11 @@ import (
 
 // Names of the JetStream assets.
 const (
-	EventsStream   = "AMS_EVENTS"
-	DedupeStream   = "AMS_DEDUPE"
-	PresenceBucket = "AMS_PRESENCE"
-	GatewaysBucket = "AMS_GATEWAYS"
+	EventsStream    = "AMS_EVENTS"
+	DedupeStream    = "AMS_DEDUPE"
+	PresenceBucket  = "AMS_PRESENCE"
+	GatewaysBucket  = "AMS_GATEWAYS"
+	ObserversBucket = "AMS_OBSERVERS"
 )
 
 // PublishMode selects how events are published.
@@ -146,6 +147,9 @@ type Plane struct {
 	dedupe   jetstream.Stream
 	Presence jetstream.KeyValue
 	Gateways jetstream.KeyValue
+	// Observers holds, per conversation and gateway, how many observers
+	// the gateway serves (the observer cap is per conversation).
+	Observers jetstream.KeyValue
 
 	// OnPublishError is called for a failed JetStream publish
 	// acknowledgement (PublishJetStream mode).
@@ -218,10 +222,12 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Plane, error) {
 	p.Presence, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      PresenceBucket,
 		Description: "AMS live streams and their records",
-		History:     1,
-		TTL:         cfg.RecordMaxAge,
-		Storage:     storage,
-		Replicas:    cfg.Replicas,
+		// Several revisions per key, so a watcher that lags still sees a
+		// stream's Live record when its Left record follows quickly.
+		History:  8,
+		TTL:      cfg.RecordMaxAge,
+		Storage:  storage,
+		Replicas: cfg.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create presence bucket: %w", err)
@@ -236,6 +242,17 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Plane, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create gateways bucket: %w", err)
+	}
+	p.Observers, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      ObserversBucket,
+		Description: "AMS observer counts per conversation and gateway",
+		History:     1,
+		TTL:         time.Minute,
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create observers bucket: %w", err)
 	}
 	return p, nil
 }

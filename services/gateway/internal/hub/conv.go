@@ -48,8 +48,13 @@ type conv struct {
 	cancel   context.CancelFunc
 	sub      *nats.Subscription
 
-	mu        sync.Mutex
-	tick      uint64
+	mu   sync.Mutex
+	tick uint64
+	// recRev is, per stream id, the newest presence record revision this
+	// gateway has applied or written. It outlives the stream's entry, so
+	// the watch's late echo of an older record (a join this gateway wrote
+	// just before a leave) cannot announce the stream again.
+	recRev    map[string]uint64
 	streams   map[string]*stream
 	conns     map[*Conn]struct{}
 	observers int
@@ -66,13 +71,14 @@ func newConv(h *Hub, info *admission.Conversation) *conv {
 	return &conv{
 		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {}, tick: 1,
 		streams: map[string]*stream{}, conns: map[*Conn]struct{}{}, pending: map[string][]pendingEvent{},
+		recRev: map[string]uint64{},
 	}
 }
 
 func (c *conv) newStream(streamID string) *stream {
 	subj, _ := subject.Event(c.id, streamID)
 	key, _ := subject.PresenceKey(c.id, streamID)
-	return &stream{conv: c, subj: subj, key: key, info: frame.Stream{ID: streamID}}
+	return &stream{conv: c, subj: subj, key: key, info: frame.Stream{ID: streamID}, left: make(chan struct{})}
 }
 
 // start subscribes to the conversation's events, loads its records and
@@ -416,9 +422,22 @@ func (c *conv) repair(s *stream) {
 	}
 }
 
+// noteRev records a presence revision written for a stream; c.mu is held.
+// It reports whether rev is newer than any seen.
+func (c *conv) noteRev(streamID string, rev uint64) bool {
+	if rev <= c.recRev[streamID] {
+		return false
+	}
+	c.recRev[streamID] = rev
+	return true
+}
+
 // onRecord applies a presence record; c.mu is held.
 func (c *conv) onRecord(rec presence.Record, rev uint64) {
 	h := c.hub
+	if !c.noteRev(rec.StreamID, rev) {
+		return // older than what this gateway wrote or applied
+	}
 	s := c.streams[rec.StreamID]
 	order := rec.Order
 	if order == 0 {
@@ -565,6 +584,7 @@ func (c *conv) finishLeave(s *stream) {
 		return
 	}
 	s.announced = false
+	close(s.left)
 	s.leaveAt = 0
 	if s.leaveTimer != nil {
 		s.leaveTimer.Stop()

@@ -138,11 +138,15 @@ type Hub struct {
 	mu    sync.Mutex
 	convs map[string]*conv
 
-	nextConn atomic.Uint64
-	handoff  *nats.Subscription
-	emits    *nats.Subscription
-	draining atomic.Bool
-	wg       sync.WaitGroup
+	nextConn  atomic.Uint64
+	joinLocks [64]sync.Mutex
+	// observersRefreshed is when observer counts were last rewritten;
+	// guarded by mu.
+	observersRefreshed time.Time
+	handoff            *nats.Subscription
+	emits              *nats.Subscription
+	draining           atomic.Bool
+	wg                 sync.WaitGroup
 }
 
 // New returns a hub over the data plane. Run must be called to serve.
@@ -498,6 +502,7 @@ func (h *Hub) checkpointLoop(ctx context.Context) {
 func (h *Hub) checkpointAll(ctx context.Context) error {
 	h.mu.Lock()
 	var held []*stream
+	observed := map[string]int{}
 	for _, c := range h.convs {
 		c.mu.Lock()
 		for _, s := range c.streams {
@@ -505,9 +510,22 @@ func (h *Hub) checkpointAll(ctx context.Context) error {
 				held = append(held, s)
 			}
 		}
+		if c.observers > 0 {
+			observed[c.id] = c.observers
+		}
 		c.mu.Unlock()
 	}
+	// Keep observer counts alive within the bucket's TTL.
+	refresh := time.Since(h.observersRefreshed) > 20*time.Second
+	if refresh {
+		h.observersRefreshed = time.Now()
+	}
 	h.mu.Unlock()
+	if refresh {
+		for id, n := range observed {
+			h.publishObservers(ctx, id, n)
+		}
+	}
 	var errs []error
 	for _, s := range held {
 		if err := s.checkpoint(ctx); err != nil {

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/connreq"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
+	"github.com/amsrouter/ams/services/gateway/internal/subject"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
@@ -69,7 +71,7 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 		conn.filter = newFilter(req.Filter)
 	}
 	if req.Observer {
-		err = h.joinObserver(c, conn, req.Cursor)
+		err = h.joinObserver(ctx, c, conn, req.Cursor)
 	} else {
 		err = h.joinWriter(ctx, c, conn, req)
 	}
@@ -90,15 +92,67 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 	return conn, nil
 }
 
-func (h *Hub) joinObserver(c *conv, conn *Conn, cursor *connreq.Cursor) error {
+// joinObserver admits an observer within the per-conversation cap. The
+// cap counts every gateway's observers, read from the observers bucket;
+// admissions racing on several gateways at once may pass it by a few.
+func (h *Hub) joinObserver(ctx context.Context, c *conv, conn *Conn, cursor *connreq.Cursor) error {
+	others, err := h.otherObservers(ctx, c.id)
+	if err != nil {
+		return wireerr.New(wireerr.Internal, "count observers")
+	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.observers >= h.cfg.MaxObservers {
+	if c.observers+others >= h.cfg.MaxObservers {
+		c.mu.Unlock()
 		return wireerr.New(wireerr.ObserversFull, "this conversation has its maximum of observers")
 	}
 	c.observers++
+	n := c.observers
 	c.attach(conn, nil, 0, false, cursor)
+	c.mu.Unlock()
+	h.publishObservers(ctx, c.id, n)
 	return nil
+}
+
+// observersKey is this gateway's observer count key of a conversation.
+func (h *Hub) observersKey(conversationID string) string {
+	return conversationID + "." + h.cfg.Gateway
+}
+
+// otherObservers sums the observer counts other gateways published for
+// the conversation.
+func (h *Hub) otherObservers(ctx context.Context, conversationID string) (int, error) {
+	filter, err := subject.PresenceFilter(conversationID)
+	if err != nil {
+		return 0, err
+	}
+	lister, err := h.plane.Observers.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return 0, err
+	}
+	own := h.observersKey(conversationID)
+	total := 0
+	for key := range lister.Keys() {
+		if key == own {
+			continue
+		}
+		e, err := h.plane.Observers.Get(ctx, key)
+		if err != nil {
+			continue // expired or deleted meanwhile
+		}
+		if n, err := strconv.Atoi(string(e.Value())); err == nil {
+			total += n
+		}
+	}
+	return total, nil
+}
+
+// publishObservers writes this gateway's observer count of a conversation
+// (refreshed by the checkpoint loop; the bucket's TTL drops a dead
+// gateway's counts).
+func (h *Hub) publishObservers(ctx context.Context, conversationID string, n int) {
+	if _, err := h.plane.Observers.Put(ctx, h.observersKey(conversationID), []byte(strconv.Itoa(n))); err != nil {
+		h.log.Warn("observer count not published", "conversation_id", conversationID, "err", err)
+	}
 }
 
 // attach queues `joined` and registers conn as a reader of its read set,
@@ -159,6 +213,11 @@ func isAnonymous(accountID string) bool { return strings.HasPrefix(accountID, "a
 
 func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinRequest) error {
 	sid := h.deriver.StreamID(c.id, req.AccountID, req.StreamName)
+	// Joins of one stream on this gateway run one at a time; across
+	// gateways the record's compare-and-set orders them.
+	jl := &h.joinLocks[fnv32(sid)%uint32(len(h.joinLocks))]
+	jl.Lock()
+	defer jl.Unlock()
 	probe := c.newStream(sid)
 	for attempt := 0; ; attempt++ {
 		if attempt == 5 {
@@ -172,6 +231,27 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 			return wireerr.New(wireerr.Internal, "read stream record")
 		}
 		resumed := exists && rec.State == presence.Live && h.withinGrace(rec.Gateway)
+		if exists && !resumed {
+			// A fresh join of a stream this gateway may still show live
+			// (its Left record not seen yet): end that incarnation here
+			// first, after its last events, so local readers get its
+			// stream_left before the new stream_joined.
+			var ended <-chan struct{}
+			c.mu.Lock()
+			if old := c.streams[sid]; old != nil && old.announced {
+				c.beginLeave(old, rec.LastSeq)
+				ended = old.left
+			}
+			c.mu.Unlock()
+			if ended != nil {
+				select {
+				case <-ended:
+				case <-time.After(leaveWait + time.Second):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
 		last, err := h.lastSeq(ctx, c.id, sid, rec.LastSeq)
 		if err != nil {
 			return wireerr.New(wireerr.Internal, "read stream history")
@@ -208,6 +288,13 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 			last = max(last, h.takeOver(ctx, c, sid, rec.Gateway, next.Epoch))
 		}
 		c.mu.Lock()
+		if c.recRev[sid] > newRev {
+			// Another gateway wrote the record after this join did: it
+			// took the stream over meanwhile. Join again, as a takeover.
+			c.mu.Unlock()
+			continue
+		}
+		c.noteRev(sid, newRev)
 		s := c.streams[sid]
 		if s == nil {
 			s = probe
@@ -361,10 +448,10 @@ func (h *Hub) detachLost(conn *Conn) {
 	if s != nil && !conn.displaced {
 		s.wmu.Lock()
 		if s.writer == conn {
+			// The connection's reference to the conversation passes to
+			// the grace (released when it ends or the stream is taken
+			// over), so no other lock is taken under wmu.
 			s.writer = nil
-			h.mu.Lock()
-			c.refs++ // the grace keeps the conversation served
-			h.mu.Unlock()
 			epoch := s.myEpoch
 			s.graceTimer = time.AfterFunc(h.cfg.Grace, func() {
 				s.wmu.Lock()
@@ -376,6 +463,8 @@ func (h *Hub) detachLost(conn *Conn) {
 				}
 				h.release(c)
 			})
+			s.wmu.Unlock()
+			return
 		}
 		s.wmu.Unlock()
 	}
@@ -396,6 +485,12 @@ func (h *Hub) unlink(conn *Conn) (*stream, bool) {
 	}
 	if conn.observer {
 		c.observers--
+		n := c.observers
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			h.publishObservers(ctx, c.id, n)
+		}()
 	}
 	h.metrics.conn(conn.transport, -1)
 	return conn.own, true
@@ -482,4 +577,14 @@ func (conn *Conn) Subscribe(all bool, items []string) {
 		sub = conn.filter.items
 	}
 	conn.enqueue(Item{Frame: frame.AppendSubscribed(nil, sub, c.subscribed(conn))})
+}
+
+// fnv32 hashes a string (FNV-1a) to pick a join lock.
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }

@@ -41,6 +41,8 @@ type stream struct {
 	// JetStream, tailTarget a newer stored seq to read back.
 	lastTick, checkedTick uint64
 	tailTarget            uint64
+	// left is closed when the stream leaves (finishLeave).
+	left chan struct{}
 
 	// Writer side, guarded by wmu: set while this gateway holds the stream.
 	wmu        sync.Mutex
@@ -220,6 +222,18 @@ func (s *stream) giveUp(epoch uint64) (old *Conn, last uint64, held bool) {
 // retrying on a concurrent write by this gateway. A record taken over by
 // another gateway is left alone.
 func (s *stream) updateRecord(ctx context.Context, fn func(*presence.Record)) error {
+	rev, err := s.writeRecord(ctx, fn)
+	if rev != 0 {
+		s.conv.mu.Lock()
+		s.conv.noteRev(s.info.ID, rev)
+		s.conv.mu.Unlock()
+	}
+	return err
+}
+
+// writeRecord does updateRecord's write under recMu and returns the new
+// revision (0 if nothing was written).
+func (s *stream) writeRecord(ctx context.Context, fn func(*presence.Record)) (uint64, error) {
 	s.recMu.Lock()
 	defer s.recMu.Unlock()
 	kv := s.conv.hub.plane.Presence
@@ -229,21 +243,21 @@ func (s *stream) updateRecord(ctx context.Context, fn func(*presence.Record)) er
 		rev, err := presence.Put(ctx, kv, s.key, &rec, s.recRev)
 		if err == nil {
 			s.rec, s.recRev = rec, rev
-			return nil
+			return rev, nil
 		}
 		if err != presence.ErrConflict {
-			return err
+			return 0, err
 		}
 		cur, curRev, ok, gerr := presence.Get(ctx, kv, s.key)
 		if gerr != nil {
-			return gerr
+			return 0, gerr
 		}
 		if !ok || cur.Gateway != s.conv.hub.cfg.Gateway || cur.Epoch != s.rec.Epoch {
-			return nil // taken over: not ours to write
+			return 0, nil // taken over: not ours to write
 		}
 		s.rec, s.recRev = cur, curRev
 	}
-	return presence.ErrConflict
+	return 0, presence.ErrConflict
 }
 
 // checkpoint writes the last published seq to the record if it moved.

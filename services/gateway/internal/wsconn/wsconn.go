@@ -127,7 +127,7 @@ type conn struct {
 	// then a close does not jump the queue, so that joined always comes
 	// first (spec 4.3). Writer goroutine only.
 	joinedSent bool
-	writerEnd chan struct{}
+	writerEnd  chan struct{}
 }
 
 // Wake implements hub.Sink.
@@ -247,9 +247,13 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 				// echo finds its stream left (or, after 1001, in its
 				// grace), never still attached (spec 4.5).
 				c.hc.Close(peer, peer == 1001)
+				// The stream leaves (or starts its grace for 1001) before the
+				// close is echoed: once the client sees its close handshake
+				// complete, a reconnect finds the stream left, not live.
+				c.hc.Close(peer, peer == 1001)
 				// Echo the client's close code (spec 4.2).
 				c.Close(echo, "")
-				return peer, peer == 1001
+				return 0, false
 			}
 			continue
 		}
