@@ -64,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Secret(&pepper, "derivation-pepper", true, "secret pepper of derived ids, shared by every gateway")
 	fs.String(&logFormat, "log-format", "json", "log format: json or text")
 	fs.String(&logLvl, "log-level", "info", "log level: debug, info, warn, error")
+	var pprofAddr string
+	fs.String(&pprofAddr, "pprof-addr", "", "admin listener of /debug/pprof/ (e.g. 127.0.0.1:6060); empty: off; never expose it publicly")
 	var tracing telemetry.Config
 	telemetry.RegisterFlags(fs, &tracing)
 	if err := fs.Parse(args); err != nil {
@@ -93,6 +95,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer shutdownTracing(cfg.Tracing)
+
+	// Profiles, opt-in, on their own admin listener.
+	if pprofAddr != "" {
+		pctx, stopPprof := context.WithCancel(ctx)
+		wait, err := servePprof(pctx, pprofAddr, log)
+		if err != nil {
+			stopPprof()
+			return err
+		}
+		defer wait()
+		defer stopPprof()
+	}
 
 	// Servers.
 	g, err := gatewayd.New(ctx, cfg, log)
