@@ -60,7 +60,7 @@ var (
 	InvalidLabel         = Code{"invalid_label", 400, 0}
 	LinkNotFound         = Code{"link_not_found", 404, 0}
 	PayloadTooLarge      = Code{"payload_too_large", 413, 0}
-	RateLimited          = Code{"rate_limited", 429, 0}
+	RateLimited          = Code{"rate_limited", 429, 4429} // [ext] close code: see below
 	Internal             = Code{"internal_error", 500, 4500}
 	Unavailable          = Code{"unavailable", 503, 0}
 	UnsupportedMediaType = Code{"unsupported_media_type", 415, 0}
@@ -82,6 +82,14 @@ var (
 	StreamLimitExceeded       = Code{"stream_limit_exceeded", 429, 4003}
 	ConversationFull          = Code{"conversation_full", 429, 4003}
 	ObserversFull             = Code{"observers_full", 429, 4003}
+
+	// Abuse controls [ext]. A connection over its frame rate, or whose
+	// account is over its token rate on this gateway, is closed with
+	// rate_limited (4429, outside the reserved 4900–4999; gRPC
+	// RESOURCE_EXHAUSTED; HTTP 429 with Retry-After). An account with its
+	// maximum of live connections on a gateway is refused 4003
+	// connection_limit_exceeded (HTTP 429 on SSE).
+	ConnectionLimitExceeded = Code{"connection_limit_exceeded", 429, 4003}
 
 	// After joined (spec 4.2 second table).
 	StreamDisplaced     = Code{"stream_displaced", 0, 4001}
@@ -110,6 +118,7 @@ var All = []Code{
 	LinkRevoked, ConversationNotFound, InvalidStreamNameHeader, InvalidStreamMetaHeader,
 	InvalidPeerIdentityHeader, InvalidSubscribeHeader, InvalidResumeHeader,
 	StreamNameOwnerConflict, StreamLimitExceeded, ConversationFull, ObserversFull,
+	ConnectionLimitExceeded,
 	StreamDisplaced, MalformedFrame, UnknownFrameType, TokenTooLarge, MetadataTooLarge,
 	InvalidSubscription, ReadOnly, SlowConsumer, MessageTooLarge, GoingAway,
 	InvalidTokenData, StreamNotLive,
@@ -193,7 +202,7 @@ func CloseToGRPC(code int, reason string) codes.Code {
 		return codes.PermissionDenied
 	case 4002:
 		return codes.Unauthenticated
-	case 4003, 4290:
+	case 4003, 4290, 4429:
 		return codes.ResourceExhausted
 	case 4004:
 		return codes.AlreadyExists
@@ -218,7 +227,7 @@ func CloseToHTTP(code int) int {
 		return 403
 	case 4002:
 		return 401
-	case 4003, 4290:
+	case 4003, 4290, 4429:
 		return 429
 	case 4004:
 		return 409

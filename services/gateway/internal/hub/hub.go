@@ -99,6 +99,16 @@ type Config struct {
 	// Tracing traces emits and deliveries across gateways (the trace
 	// context travels in the events' NATS headers); nil: off.
 	Tracing *telemetry.Provider
+	// Quota bounds the live connections of an account on this gateway
+	// (abuse control, package limits); nil: no quota.
+	Quota Quota
+}
+
+// Quota counts live connections per account. Join acquires before checks
+// 8–10 and the connection's end releases; an error refuses the connect.
+type Quota interface {
+	AcquireConn(accountID string) error
+	ReleaseConn(accountID string)
 }
 
 func (c *Config) defaults() {

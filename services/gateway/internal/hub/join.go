@@ -55,8 +55,14 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 	if h.draining.Load() {
 		return nil, wireerr.New(wireerr.GoingAway, "gateway is draining")
 	}
+	if q := h.cfg.Quota; q != nil {
+		if err := q.AcquireConn(req.AccountID); err != nil {
+			return nil, err
+		}
+	}
 	c, err := h.acquire(ctx, req.Conversation)
 	if err != nil {
+		h.releaseQuota(req.AccountID)
 		return nil, err
 	}
 	conn := &Conn{
@@ -78,6 +84,7 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 	if err != nil {
 		conn.cancel()
 		h.release(c)
+		h.releaseQuota(req.AccountID)
 		return nil, err
 	}
 	h.metrics.conn(req.Transport, 1)
@@ -493,7 +500,15 @@ func (h *Hub) unlink(conn *Conn) (*stream, bool) {
 		}()
 	}
 	h.metrics.conn(conn.transport, -1)
+	h.releaseQuota(conn.accountID)
 	return conn.own, true
+}
+
+// releaseQuota gives back a connection Join counted.
+func (h *Hub) releaseQuota(accountID string) {
+	if q := h.cfg.Quota; q != nil {
+		q.ReleaseConn(accountID)
+	}
 }
 
 // leave ends a stream this gateway holds: its record says left with the
