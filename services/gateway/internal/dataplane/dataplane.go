@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -274,28 +273,31 @@ func (p *Plane) Publish(subj string, f []byte, msgID string) error {
 	return p.publish(subj, f, nats.Header{jetstream.MsgIDHeader: []string{msgID}})
 }
 
-// PublishEvent sends event seq of a stream on its subject, with its
-// de-duplication id (MsgID) and its ingest time (IngestHeader), plus the
-// headers of hdr (trace context; nil for none), which it takes over. In
-// core mode it returns once the message is buffered for the server; in
-// JetStream mode once the asynchronous publish is queued (the
-// acknowledgement arrives later).
-func (p *Plane) PublishEvent(subj string, f []byte, streamID string, seq uint64, ingest time.Time, hdr nats.Header) error {
-	if hdr == nil {
-		hdr = make(nats.Header, 2)
+// PublishEvent sends one event frame on its subject. The live path
+// carries no headers: a receiving gateway then parses none, which is most
+// of a header's cost. hdr (trace context, or nil) is sent when given, and
+// a non-zero ingest time is stamped into an IngestHeader for the delivery
+// latency histogram; the hub stamps a sample of events, not all. Events
+// carry no Nats-Msg-Id: readers and replay drop a seq they already have,
+// so a stale writer's duplicate is harmless without it. In core mode f may
+// be reused once this returns (the client copies it); in JetStream mode it
+// must not be.
+func (p *Plane) PublishEvent(subj string, f []byte, ingest time.Time, hdr nats.Header) error {
+	if ingest.IsZero() && hdr == nil && p.cfg.Mode != PublishJetStream {
+		if err := p.nc.Publish(subj, f); err != nil {
+			if p.cfg.Observer != nil {
+				p.cfg.Observer.PublishError("publish")
+			}
+			return err
+		}
+		return nil
 	}
-	// Both header values are views of one buffer, never written again: the
-	// ingest stamp costs no allocation over the message id alone.
-	buf := make([]byte, 0, len(streamID)+42)
-	buf = append(buf, streamID...)
-	buf = append(buf, ':')
-	buf = strconv.AppendUint(buf, seq, 10)
-	n := len(buf)
-	buf = strconv.AppendInt(buf, ingest.UnixNano(), 10)
-	text := unsafe.String(unsafe.SliceData(buf), len(buf))
-	vals := []string{text[:n], text[n:]}
-	hdr[jetstream.MsgIDHeader] = vals[0:1:1]
-	hdr[IngestHeader] = vals[1:2:2]
+	if !ingest.IsZero() {
+		if hdr == nil {
+			hdr = make(nats.Header, 1)
+		}
+		hdr[IngestHeader] = []string{strconv.FormatInt(ingest.UnixNano(), 10)}
+	}
 	return p.publish(subj, f, hdr)
 }
 
@@ -436,10 +438,12 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 			}
 		}
 	}
+	prev := from - 1
 	err = p.batch(ctx, subj, start.jsSeq, last.Sequence, func(s stored) error {
-		if s.seq < from {
-			return nil
+		if s.seq <= prev {
+			return nil // before the start, or a stale writer's duplicate
 		}
+		prev = s.seq
 		return fn(s.data, s.seq)
 	})
 	return first.seq, err

@@ -35,8 +35,9 @@ const (
 	TypeSubscribe
 )
 
-// Client is one decoded client frame. Slices point into the message: copy
-// what outlives the callback.
+// Client is one decoded client frame. Its slices, and Data when the
+// message was decoded with DecodeInto, point into the message: copy what
+// outlives the callback.
 type Client struct {
 	Type Type
 	// Data is the token text (TypeToken).
@@ -65,6 +66,18 @@ var (
 // before it took effect (spec 4.6). An error from fn stops decoding and is
 // returned.
 func Decode(msg []byte, batch bool, fn func(*Client) error) error {
+	var f Client
+	return decode(msg, batch, &f, false, fn)
+}
+
+// DecodeInto is Decode into a caller-owned Client, reused for each frame,
+// with Data a view of the message rather than a copy: valid only until fn
+// returns. The token path uses it to decode without allocating.
+func DecodeInto(msg []byte, batch bool, f *Client, fn func(*Client) error) error {
+	return decode(msg, batch, f, true, fn)
+}
+
+func decode(msg []byte, batch bool, f *Client, view bool, fn func(*Client) error) error {
 	if !utf8.Valid(msg) {
 		return errMalformed
 	}
@@ -73,12 +86,12 @@ func Decode(msg []byte, batch bool, fn func(*Client) error) error {
 	if err != nil || skipSpace(msg, end) != len(msg) {
 		return errMalformed
 	}
-	var f Client
 	if msg[i] != '[' {
-		if err := decodeObject(msg[i:end], &f); err != nil {
+		*f = Client{}
+		if err := decodeObject(msg[i:end], f, view); err != nil {
 			return err
 		}
-		return fn(&f)
+		return fn(f)
 	}
 	if !batch {
 		return errMalformed
@@ -101,11 +114,11 @@ func Decode(msg []byte, batch bool, fn func(*Client) error) error {
 	}
 	for j := skipSpace(msg, i+1); j < end-1 && msg[j] != ']'; {
 		e, _ := skipValue(msg, j, 1)
-		f = Client{}
-		if err := decodeObject(msg[j:e], &f); err != nil {
+		*f = Client{}
+		if err := decodeObject(msg[j:e], f, view); err != nil {
 			return err
 		}
-		if err := fn(&f); err != nil {
+		if err := fn(f); err != nil {
 			return err
 		}
 		j = skipSpace(msg, e)
@@ -117,7 +130,7 @@ func Decode(msg []byte, batch bool, fn func(*Client) error) error {
 }
 
 // decodeObject decodes one validated JSON value into f.
-func decodeObject(b []byte, f *Client) error {
+func decodeObject(b []byte, f *Client, view bool) error {
 	if b[0] != '{' {
 		return errMalformed
 	}
@@ -173,7 +186,13 @@ func decodeObject(b []byte, f *Client) error {
 		if len(data) == 0 || data[0] != '"' {
 			return errMalformed
 		}
-		s, err := unquote(data)
+		var s string
+		var err error
+		if view {
+			s, err = unquoteView(data)
+		} else {
+			s, err = unquote(data)
+		}
 		if err != nil {
 			return errMalformed
 		}

@@ -235,3 +235,26 @@ func TestDecodeEmitBody(t *testing.T) {
 		t.Error("TypeOf")
 	}
 }
+
+func BenchmarkDecodeIntoToken(b *testing.B) {
+	msg := []byte(`{"type":"token","data":"The quick brown fox jumps over the lazy dog"}`)
+	var f Client
+	fn := func(*Client) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = DecodeInto(msg, false, &f, fn)
+	}
+}
+
+func TestDecodeIntoViewsData(t *testing.T) {
+	msg := []byte(`{"type":"token","data":"plain"}`)
+	var f Client
+	var got string
+	if err := DecodeInto(msg, false, &f, func(c *Client) error { got = c.Data; return nil }); err != nil || got != "plain" {
+		t.Fatalf("%q %v", got, err)
+	}
+	esc := []byte(`{"type":"token","data":"a\nb"}`)
+	if err := DecodeInto(esc, false, &f, func(c *Client) error { got = c.Data; return nil }); err != nil || got != "a\nb" {
+		t.Fatalf("%q %v", got, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // errSyntax is any JSON syntax error; its detail is never shown to clients.
@@ -215,6 +216,21 @@ func unhex(c byte) rune {
 
 func hex4(b []byte) rune {
 	return unhex(b[0])<<12 | unhex(b[1])<<8 | unhex(b[2])<<4 | unhex(b[3])
+}
+
+// unquoteView is unquote returning, for a literal without escapes, a view
+// of its bytes instead of a copy.
+func unquoteView(lit []byte) (string, error) {
+	body := lit[1 : len(lit)-1]
+	for _, c := range body {
+		if c == '\\' {
+			return unquote(lit)
+		}
+	}
+	if len(body) == 0 {
+		return "", nil
+	}
+	return unsafe.String(&body[0], len(body)), nil
 }
 
 // unquote decodes a JSON string literal already validated by skipString

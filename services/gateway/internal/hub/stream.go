@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
@@ -46,6 +47,8 @@ type stream struct {
 
 	// Writer side, guarded by wmu: set while this gateway holds the stream.
 	wmu        sync.Mutex
+	frameBuf   []byte    // reused frame buffer (core publish mode)
+	lastStamp  time.Time // last event stamped with its ingest time
 	local      bool
 	writer     *Conn
 	wire       frame.Stream // identity written into events
@@ -95,8 +98,38 @@ func (s *stream) emit(c *Conn, data string) (uint64, time.Time, error) {
 }
 
 func (s *stream) publishToken(ctx context.Context, data string, seq uint64, ts time.Time) error {
-	f := frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
+	// In core mode the NATS client copies the frame on publish, so the
+	// stream's buffer (guarded by wmu) is reused: no allocation per token.
+	var f []byte
+	if s.conv.hub.plane.Config().Mode == dataplane.PublishCore {
+		s.frameBuf = frame.AppendToken(s.frameBuf[:0], &s.wire, ts, data, seq)
+		f = s.frameBuf
+		if cap(s.frameBuf) > maxFrameBuf {
+			s.frameBuf = nil // an outsized token: do not keep its buffer
+		}
+	} else {
+		f = frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
+	}
 	return s.publish(ctx, f, seq, ts)
+}
+
+// maxFrameBuf bounds the frame buffer a stream keeps between tokens.
+const maxFrameBuf = 16 << 10
+
+// ingestStamp returns ts when the event should carry its ingest time for
+// the latency histograms, else the zero time: every event in JetStream
+// mode (which times each acknowledgement and builds a message anyway), at
+// most one per stream per millisecond in core mode, whose events
+// otherwise travel without headers. wmu is held.
+func (s *stream) ingestStamp(ts time.Time) time.Time {
+	if s.conv.hub.plane.Config().Mode == dataplane.PublishJetStream {
+		return ts
+	}
+	if ts.Sub(s.lastStamp) < time.Millisecond {
+		return time.Time{}
+	}
+	s.lastStamp = ts
+	return ts
 }
 
 // spanParent is the parent context of an emit span: the request's for an
@@ -116,7 +149,7 @@ func spanParent(ctx context.Context, c *Conn) context.Context {
 func (s *stream) publish(ctx context.Context, f []byte, seq uint64, ts time.Time) error {
 	h := s.conv.hub
 	if h.tracer == nil {
-		return h.plane.PublishEvent(s.subj, f, s.info.ID, seq, ts, nil)
+		return h.plane.PublishEvent(s.subj, f, s.ingestStamp(ts), nil)
 	}
 	ctx, span := h.tracer.Start(ctx, "emit", trace.WithSpanKind(trace.SpanKindProducer), trace.WithTimestamp(ts),
 		trace.WithAttributes(attribute.String("ams.gateway", h.cfg.Gateway),
@@ -127,7 +160,7 @@ func (s *stream) publish(ctx context.Context, f []byte, seq uint64, ts time.Time
 		hdr = make(nats.Header, 3)
 		h.cfg.Tracing.Inject(ctx, hdr)
 	}
-	err := h.plane.PublishEvent(s.subj, f, s.info.ID, seq, ts, hdr)
+	err := h.plane.PublishEvent(s.subj, f, s.ingestStamp(ts), hdr)
 	if err != nil {
 		span.SetStatus(codes.Error, "publish failed")
 	}

@@ -90,6 +90,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.batch = jr.Batch
 	c.observer = jr.Observer
+	c.handler = func(f *frame.Client) error { return c.handle(ctx, f) }
 	c.wantsCursor = jr.Cursor != nil
 	c.run(ctx)
 }
@@ -115,6 +116,13 @@ type conn struct {
 
 	wake chan struct{}
 	done chan struct{}
+
+	// Scratch space reused across frames: header buffers for the reader
+	// and the writer, and the decoded client frame with its handler.
+	rhdr    [ws.MaxHeaderSize]byte
+	whdr    [ws.MaxHeaderSize]byte
+	scratch frame.Client
+	handler func(*frame.Client) error
 
 	mu        sync.Mutex
 	pongs     [][]byte // answers to client pings, written by the writer
@@ -193,6 +201,7 @@ func (c *conn) run(ctx context.Context) {
 // client has read the close frame.
 func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 	var msg []byte
+	var msgSlot *[]byte
 	var msgOp ws.OpCode
 	closing := false
 	fail := func(code wireerr.Code) {
@@ -205,7 +214,7 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 		if !closing {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.idle))
 		}
-		hdr, err := ws.ReadHeader(c.br)
+		hdr, err := ws.ReadHeaderBuffer(c.br, c.rhdr[:])
 		if err != nil {
 			return c.ended(1006)
 		}
@@ -270,7 +279,7 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 			continue
 		case hdr.OpCode != ws.OpContinuation:
 			msgOp = hdr.OpCode
-			msg = make([]byte, 0, min(hdr.Length, 4096))
+			msg, msgSlot = getMsgBuf(hdr.Length)
 		}
 		if int64(len(msg))+hdr.Length > MaxMessage {
 			fail(wireerr.MessageTooLarge)
@@ -294,7 +303,10 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 			fail(wireerr.MalformedFrame)
 			continue
 		}
-		if err := frame.Decode(m, c.batch, func(f *frame.Client) error { return c.handle(ctx, f) }); err != nil {
+		err = frame.DecodeInto(m, c.batch, &c.scratch, c.handler)
+		putMsgBuf(m, msgSlot)
+		msgSlot = nil
+		if err != nil {
 			code := wireerr.Internal
 			if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
 				code = we.Code
@@ -346,6 +358,9 @@ func (c *conn) handle(ctx context.Context, f *frame.Client) error {
 // discardDisplaced drops input of a displaced connection (spec 4.5): it is
 // being closed already.
 func discardDisplaced(err error) error {
+	if err == nil {
+		return nil
+	}
 	if we, ok := wireerr.As(err); ok && we.Code.Name == wireerr.StreamDisplaced.Name {
 		return nil
 	}
@@ -411,7 +426,7 @@ func (c *conn) writeLoop() {
 			c.mu.Unlock()
 			_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if closeCode == wireerr.SlowConsumer.Close && c.wantsCursor {
-				err = writeText(bw, frame.AppendCursor(nil, c.hc.Cursor()))
+				err = c.writeText(bw, frame.AppendCursor(nil, c.hc.Cursor()))
 			}
 			c.closeSent.Store(true)
 			if err == nil {
@@ -449,7 +464,7 @@ func (c *conn) writeItems(w *bufio.Writer, items []hub.Item) ([]hub.Item, error)
 				return items[:i], nil
 			}
 			_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := writeText(w, items[i].Frame); err != nil {
+			if err := c.writeText(w, items[i].Frame); err != nil {
 				return items[:i], err
 			}
 			c.joinedSent = true
@@ -469,7 +484,7 @@ func (c *conn) writeItems(w *bufio.Writer, items []hub.Item) ([]hub.Item, error)
 		for i := 0; i < n; i++ {
 			size += len(items[i].Frame)
 		}
-		if err := ws.WriteHeader(w, ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(size)}); err != nil {
+		if err := ws.WriteHeaderBuffer(w, ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(size)}, c.whdr[:]); err != nil {
 			return all[:done], err
 		}
 		_ = w.WriteByte('[')
@@ -488,10 +503,38 @@ func (c *conn) writeItems(w *bufio.Writer, items []hub.Item) ([]hub.Item, error)
 	return all, nil
 }
 
-func writeText(w *bufio.Writer, p []byte) error {
-	if err := ws.WriteHeader(w, ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(p))}); err != nil {
+// writeText writes one text message; only the writer goroutine calls it.
+func (c *conn) writeText(w *bufio.Writer, p []byte) error {
+	if err := ws.WriteHeaderBuffer(w, ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(p))}, c.whdr[:]); err != nil {
 		return err
 	}
 	_, err := w.Write(p)
 	return err
+}
+
+// Message buffers are pooled: a connection holds one only while it reads
+// a message, so idle connections hold none. The pool holds *[]byte, and
+// the reader keeps the pointer it got, so returning a buffer allocates
+// nothing.
+var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledMsg bounds the buffers kept in the pool.
+const maxPooledMsg = 64 << 10
+
+// getMsgBuf returns an empty buffer for a message of n bytes and the pool
+// slot to hand back with putMsgBuf (nil for an outsized message).
+func getMsgBuf(n int64) ([]byte, *[]byte) {
+	if n > maxPooledMsg {
+		return make([]byte, 0, n), nil
+	}
+	p := msgPool.Get().(*[]byte)
+	return (*p)[:0], p
+}
+
+// putMsgBuf returns a message buffer (grown or not) to its pool slot.
+func putMsgBuf(b []byte, p *[]byte) {
+	if p != nil && cap(b) <= maxPooledMsg {
+		*p = b[:0]
+		msgPool.Put(p)
+	}
 }
