@@ -539,6 +539,9 @@ func TestC28JoinedBeforeDisplaced(t *testing.T) {
 				t.Fatalf("round %d, connection %d: no frame", round, i)
 			}
 		}
+		// Those closed so far were displaced; then close the rest (which
+		// may close others: not checked).
+		var open []*client
 		for i, c := range conns {
 			if c == nil {
 				continue
@@ -549,8 +552,11 @@ func TestC28JoinedBeforeDisplaced(t *testing.T) {
 					t.Errorf("round %d, connection %d: closed %d %q, want 4001 stream_displaced", round, i, code, reason)
 				}
 			default:
-				_ = c.ws.Close(websocket.StatusNormalClosure, "")
+				open = append(open, c)
 			}
+		}
+		for _, c := range open {
+			_ = c.ws.Close(websocket.StatusNormalClosure, "")
 		}
 	}
 }
