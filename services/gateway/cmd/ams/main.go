@@ -16,7 +16,7 @@
 //
 // and `ams mcp`, an MCP server on stdin/stdout for a local agent that
 // speaks to a gateway (AMS_URL, AMS_CREDENTIAL or AMS_NAMESPACE,
-// AMS_MAGIC_LINK).
+// AMS_MAGIC_LINK), and `ams bench`, the benchmark kit (docs/benchmarks.md).
 //
 // `ams -h` lists the subcommands; `ams <command> -h` lists a command's
 // flags. Every flag can also be set by AMS_<COMMAND>_<FLAG>.
@@ -75,6 +75,7 @@ func commands() []command {
 		{"links", "list, create or revoke the links of a conversation you own", runLinks},
 		{"rotate", "replace the account's credential", runRotate},
 		{"mcp", "serve MCP over stdio for a local agent, speaking to a gateway (AMS_URL)", runMCP},
+		{"bench", "run the benchmark kit: a scenario or all of them, against raw NATS (ams bench -h)", runBench},
 	}
 }
 

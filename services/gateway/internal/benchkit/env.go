@@ -1,0 +1,206 @@
+package benchkit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// LimitsOff turns the gateway's abuse controls off: they bound what one
+// client may make a replica do, and the kit is one client driving the
+// gateway as hard as it goes. -gateway-env can set them back.
+var LimitsOff = []string{
+	"AMS_GATEWAY_RATE_CONN_FRAMES=-1",
+	"AMS_GATEWAY_RATE_ACCOUNT_TOKENS=-1",
+	"AMS_GATEWAY_MAX_CONNS_PER_ACCOUNT=-1",
+	"AMS_GATEWAY_RATE_CONTROL_IP=-1",
+	"AMS_GATEWAY_RATE_CONTROL_CREDENTIAL=-1",
+}
+
+// Env is what every scenario shares: where to print, how to start
+// systems, the options common to all scenarios, and the targets measured
+// so far.
+type Env struct {
+	// Out receives the tables; Progress the progress lines.
+	Out      io.Writer
+	Progress *Progress
+	API      *apiClient
+	Machine  Machine
+	// Dir is the work directory (systems, logs, profiles by default).
+	Dir string
+	// GatewayBin is the gateway binary; GatewayEnv adds AMS_GATEWAY_*
+	// variables to every gateway.
+	GatewayBin string
+	GatewayEnv []string
+	// SourceIPs spreads client connections over 127.0.0.2 … 127.0.0.(1+n)
+	// (0: the kernel picks, 127.0.0.1).
+	SourceIPs int
+	// ProfileDir, if set, gets a CPU profile of each gateway over each
+	// measured window, and heap profiles where a scenario takes them.
+	ProfileDir string
+	// Worker builds the command of a client worker process (this program
+	// in worker mode); nil keeps every client in this process.
+	Worker func() *exec.Cmd
+	Log    *slog.Logger
+
+	mu      sync.Mutex
+	targets []Target
+	pending sync.WaitGroup
+}
+
+// Target records a measured target.
+func (e *Env) Target(t Target) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.targets = append(e.targets, t)
+}
+
+// Targets returns the targets recorded so far.
+func (e *Env) Targets() []Target {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Target(nil), e.targets...)
+}
+
+// StartSystem starts a system of n gateways in the work directory.
+func (e *Env) StartSystem(ctx context.Context, n int) (*System, error) {
+	e.Progress.Printf("starting NATS, account and link services, %d gateway process(es)", n)
+	env := append(append([]string(nil), LimitsOff...), e.GatewayEnv...)
+	return StartSystem(ctx, SystemOptions{Dir: e.Dir, GatewayBin: e.GatewayBin, Gateways: n, GatewayEnv: env,
+		Pprof: e.ProfileDir != "", Log: e.Log, Worker: e.Worker})
+}
+
+func (e *Env) localIP(i int) net.IP {
+	if e.SourceIPs <= 0 {
+		return nil
+	}
+	return net.IPv4(127, 0, 0, byte(2+i%e.SourceIPs))
+}
+
+// cpuGateways lists the distinct gateways among gws.
+func (e *Env) cpuGateways(_ *System, gws ...*Gateway) []*Gateway {
+	var out []*Gateway
+	for _, g := range gws {
+		dup := false
+		for _, o := range out {
+			dup = dup || o == g
+		}
+		if !dup {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// profile captures, in the background, a CPU profile of every gateway of
+// sys over d starting at at, into ProfileDir/<label>-<gateway>.cpu.pprof.
+func (e *Env) profile(ctx context.Context, sys *System, label string, d time.Duration, at time.Time) {
+	if e.ProfileDir == "" {
+		return
+	}
+	secs := max(1, int(d/time.Second))
+	for _, g := range sys.Gateways {
+		if g.PprofURL == "" {
+			continue
+		}
+		path := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name+".cpu.pprof")
+		e.pending.Go(func() {
+			sleepUntil(ctx, at)
+			if err := fetchProfile(ctx, g.PprofURL+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), path); err != nil {
+				e.Progress.Printf("profile %s: %v", path, err)
+				return
+			}
+			e.Progress.Printf("CPU profile of %s during %s: %s", g.Name, label, path)
+		})
+	}
+}
+
+// heapProfile saves a heap profile of g now.
+func (e *Env) heapProfile(ctx context.Context, g *Gateway, label string) {
+	if e.ProfileDir == "" || g.PprofURL == "" {
+		return
+	}
+	path := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name+".heap.pprof")
+	if err := fetchProfile(ctx, g.PprofURL+"/debug/pprof/heap?gc=1", path); err != nil {
+		e.Progress.Printf("profile %s: %v", path, err)
+		return
+	}
+	e.Progress.Printf("heap profile of %s after %s: %s", g.Name, label, path)
+}
+
+// WaitProfiles waits for background profile captures.
+func (e *Env) WaitProfiles() { e.pending.Wait() }
+
+func fetchProfile(ctx context.Context, u, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return fmt.Errorf("%d %s", resp.StatusCode, b)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func fileLabel(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// Progress prints progress lines, each stamped with the time since the
+// kit started.
+type Progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	every time.Duration
+	start time.Time
+}
+
+// NewProgress prints to w (nil: nowhere), a periodic line every every.
+func NewProgress(w io.Writer, every time.Duration) *Progress {
+	if w == nil {
+		w = io.Discard
+	}
+	return &Progress{w: w, every: every, start: time.Now()}
+}
+
+// Every is the period of periodic progress lines.
+func (p *Progress) Every() time.Duration { return p.every }
+
+// Printf prints one line.
+func (p *Progress) Printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// Load is the load average now, for the tables.
+func (e *Env) Load() string { return LoadAvg() }

@@ -1,0 +1,204 @@
+package benchkit
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+)
+
+// The data of a benchmark token: the writer's index (4 digits), the token
+// index k (10 digits, 1, 2, …) and the intended send time in Unix
+// nanoseconds (19 digits), padded with 'x' to the token size. Readers and
+// raw-NATS subscribers parse it back to account for every token and to
+// measure publish → deliver latency on the one clock of this machine.
+const (
+	dataWriterLen = 4
+	dataKLen      = 10
+	dataTimeLen   = 19
+	// MinTokenSize is the smallest token data size.
+	MinTokenSize = dataWriterLen + dataKLen + dataTimeLen
+)
+
+// AppendData appends a token's data of size bytes (at least MinTokenSize).
+func AppendData(b []byte, writer int, k int64, sentUnixNano int64, size int) []byte {
+	start := len(b)
+	b = appendPadded(b, int64(writer), dataWriterLen)
+	b = appendPadded(b, k, dataKLen)
+	b = appendPadded(b, sentUnixNano, dataTimeLen)
+	for len(b)-start < size {
+		b = append(b, 'x')
+	}
+	return b
+}
+
+func appendPadded(b []byte, v int64, width int) []byte {
+	var tmp [20]byte
+	d := strconv.AppendInt(tmp[:0], v, 10)
+	for i := len(d); i < width; i++ {
+		b = append(b, '0')
+	}
+	return append(b, d...)
+}
+
+// ParseData reads back what AppendData wrote.
+func ParseData(d []byte) (writer int, k int64, sentUnixNano int64, ok bool) {
+	if len(d) < MinTokenSize {
+		return 0, 0, 0, false
+	}
+	w, ok1 := atoi(d[:dataWriterLen])
+	k, ok2 := atoi(d[dataWriterLen : dataWriterLen+dataKLen])
+	ts, ok3 := atoi(d[dataWriterLen+dataKLen : MinTokenSize])
+	return int(w), k, ts, ok1 && ok2 && ok3
+}
+
+func atoi(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, true
+}
+
+// AppendTokenFrame appends the client frame {"type":"token","data":…}
+// (the data needs no JSON escaping: AppendData writes digits and 'x').
+func AppendTokenFrame(b []byte, data []byte) []byte {
+	b = append(b, `{"type":"token","data":"`...)
+	b = append(b, data...)
+	return append(b, `"}`...)
+}
+
+// EachFrame calls fn with every frame of a server message: the message
+// itself, or each element of an array (batching, spec 4.6). It stops when
+// fn returns false. It tracks strings and nesting, so any valid JSON
+// works; it does not validate.
+func EachFrame(msg []byte, fn func(frame []byte) bool) {
+	msg = bytes.TrimSpace(msg)
+	if len(msg) == 0 || msg[0] != '[' {
+		fn(msg)
+		return
+	}
+	depth, start := 0, -1
+	inStr, esc := false, false
+	for i := 1; i < len(msg); i++ {
+		c := msg[i]
+		switch {
+		case inStr:
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '{' || c == '[':
+			if depth == 0 {
+				start = i
+			}
+			depth++
+		case c == '}' || c == ']':
+			if depth == 0 {
+				return // the array's end
+			}
+			depth--
+			if depth == 0 && start >= 0 {
+				if !fn(msg[start : i+1]) {
+					return
+				}
+				start = -1
+			}
+		}
+	}
+}
+
+var (
+	typePrefix  = []byte(`{"type":"`)
+	tokenPrefix = []byte(`{"type":"token","stream_id":"`)
+	dataKey     = []byte(`,"data":"`)
+	seqKey      = []byte(`,"seq":`)
+)
+
+// FrameType is the type of a server frame (its first member), nil if the
+// frame does not start with one.
+func FrameType(f []byte) []byte {
+	if !bytes.HasPrefix(f, typePrefix) {
+		return nil
+	}
+	rest := f[len(typePrefix):]
+	i := bytes.IndexByte(rest, '"')
+	if i < 0 {
+		return nil
+	}
+	return rest[:i]
+}
+
+// ParseToken reads a server token frame as the gateway writes it (spec
+// 4.3: type, stream_id, …, data, …, seq last). The data must be a
+// benchmark token's (no escapes). ok is false for anything else.
+func ParseToken(f []byte) (streamID []byte, seq int64, data []byte, ok bool) {
+	if !bytes.HasPrefix(f, tokenPrefix) {
+		return nil, 0, nil, false
+	}
+	rest := f[len(tokenPrefix):]
+	i := bytes.IndexByte(rest, '"')
+	if i < 0 {
+		return nil, 0, nil, false
+	}
+	streamID = rest[:i]
+	rest = rest[i:]
+	i = bytes.Index(rest, dataKey)
+	if i < 0 {
+		return nil, 0, nil, false
+	}
+	rest = rest[i+len(dataKey):]
+	i = bytes.IndexByte(rest, '"')
+	if i < 0 {
+		return nil, 0, nil, false
+	}
+	data = rest[:i]
+	rest = rest[i:]
+	i = bytes.LastIndex(rest, seqKey)
+	if i < 0 {
+		return nil, 0, nil, false
+	}
+	digits := rest[i+len(seqKey):]
+	j := 0
+	for j < len(digits) && digits[j] >= '0' && digits[j] <= '9' {
+		j++
+	}
+	seq, ok = atoi(digits[:j])
+	return streamID, seq, data, ok
+}
+
+// Stream is a stream as the membership frames describe it.
+type Stream struct {
+	StreamID   string `json:"stream_id"`
+	StreamName string `json:"stream_name"`
+	LastSeq    int64  `json:"last_seq"`
+}
+
+// Joined is what the kit reads of a `joined` frame.
+type Joined struct {
+	StreamID string   `json:"stream_id"`
+	LastSeq  int64    `json:"last_seq"`
+	Resumed  bool     `json:"resumed"`
+	Peers    []Stream `json:"peers"`
+}
+
+// ReplayGap is a `replay_gap` frame.
+type ReplayGap struct {
+	StreamID          string `json:"stream_id"`
+	RequestedSeq      int64  `json:"requested_seq"`
+	FirstAvailableSeq int64  `json:"first_available_seq"`
+}
+
+// decodeFrame decodes a (rare) non-token frame.
+func decodeFrame(f []byte, v any) error { return json.Unmarshal(f, v) }
