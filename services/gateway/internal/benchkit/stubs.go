@@ -7,15 +7,6 @@ import (
 	"github.com/amsrouter/ams/services/internal/config"
 )
 
-type resumeFlags struct{}
-
-func (resumeFlags) register(*config.FlagSet) {}
-func (resumeFlags) params(Scale) int         { return 0 }
-
-type idleFlags struct{}
-
-func (idleFlags) register(*config.FlagSet) {}
-func (idleFlags) params(Scale) int         { return 0 }
 
 type avalancheFlags struct{}
 
@@ -27,8 +18,6 @@ type faultFlags struct{}
 func (faultFlags) register(*config.FlagSet, string) {}
 func (faultFlags) params(Scale, string) int         { return 0 }
 
-func Resume(context.Context, *Env, int) error    { return nil }
-func Idle(context.Context, *Env, int) error      { return nil }
 func Avalanche(context.Context, *Env, int) error { return errors.New("not implemented yet") }
-func Kill(context.Context, *Env, int) error      { return nil }
-func Jitter(context.Context, *Env, int) error    { return nil }
+func Kill(context.Context, *Env, int) error      { return errors.New("not implemented yet") }
+func Jitter(context.Context, *Env, int) error    { return errors.New("not implemented yet") }
