@@ -256,10 +256,6 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 				// echo finds its stream left (or, after 1001, in its
 				// grace), never still attached (spec 4.5).
 				c.hc.Close(peer, peer == 1001)
-				// The stream leaves (or starts its grace for 1001) before the
-				// close is echoed: once the client sees its close handshake
-				// complete, a reconnect finds the stream left, not live.
-				c.hc.Close(peer, peer == 1001)
 				// Echo the client's close code (spec 4.2).
 				c.Close(echo, "")
 				return 0, false
