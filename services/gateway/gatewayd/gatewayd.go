@@ -28,6 +28,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
 	"github.com/amsrouter/ams/services/gateway/internal/httpstream"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/gateway/internal/mcpserver"
 	"github.com/amsrouter/ams/services/gateway/internal/metrics"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
@@ -84,6 +85,28 @@ type Config struct {
 	// Tracing traces HTTP requests, gRPC calls and events across
 	// gateways; nil: off. The caller shuts it down after Run.
 	Tracing *telemetry.Provider
+
+	// Limits are the abuse controls: rate limits per connection, account
+	// and control-plane client, and the per-account connection quota
+	// (package limits; zero values take its defaults, negative ones turn
+	// a limit off). All of them count on this gateway only.
+	Limits limits.Config
+	// ReadHeaderTimeout bounds reading a request line and headers: a
+	// client that connects and sends nothing, or trickles its headers, is
+	// disconnected (default 10 s).
+	ReadHeaderTimeout time.Duration
+	// HTTPIdleTimeout closes keep-alive connections idle this long
+	// (default 120 s).
+	HTTPIdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's line (query included) and headers;
+	// larger gets 431 (default 64 KiB).
+	MaxHeaderBytes int
+	// WSPingEvery and WSIdleTimeout are the WebSocket keepalive (spec
+	// 4.5: a ping every 30 s, a connection silent 90 s is dropped).
+	WSPingEvery, WSIdleTimeout time.Duration
+	// GRPCKeepalive configures gRPC pings and their enforcement (zero:
+	// 30 s, 60 s, clients may ping every 10 s).
+	GRPCKeepalive grpcapi.Keepalive
 }
 
 func (c *Config) defaults() {
@@ -99,6 +122,16 @@ func (c *Config) defaults() {
 	if c.Name == "" {
 		c.Name = "gw-" + ids.TR20(time.Now())[10:]
 	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = 120 * time.Second
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	c.Limits = c.Limits.WithDefaults()
 }
 
 // Validate reports the first configuration error.
@@ -207,6 +240,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	hcfg := cfg.Hub
 	hcfg.Gateway = cfg.Name
 	hcfg.Tracing = cfg.Tracing
+	lim := limits.New(cfg.Limits)
+	hcfg.Quota = lim
 	deriver := ids.NewDeriver(cfg.DerivationPepper)
 	g.hub, err = hub.New(hcfg, g.plane, deriver, g.metrics, log)
 	if err != nil {
@@ -250,6 +285,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Links: links, NATS: g.nc, Replicas: cfg.Data.Replicas, Memory: cfg.Data.Memory,
 		PublicURL: cfg.PublicURL, Keepalive: cfg.SSEKeepAlive,
 		Viewer: &viewer.Handler{Log: log, Admitter: admitter},
+		Limits: lim,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open mcp sessions: %w", err)
@@ -265,6 +301,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Presence:  presenceAdapter{g.hub},
 		PublicURL: cfg.PublicURL,
 		Ready:     g.ready,
+		Limits:    lim,
 		AnnounceRevocation: func(linkID string) {
 			_ = g.nc.Publish(SubjectRevoked, []byte(linkID))
 		},
@@ -273,14 +310,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		},
 		Handlers: httpapi.Handlers{
 			Connect: &wsconn.Handler{
-				Log:        log,
-				Admitter:   admitter,
-				Hub:        g.hub,
-				SendBuffer: cfg.SendBuffer,
-				SSE:        &httpstream.SSE{Log: log, Admitter: admitter, Hub: g.hub, KeepAlive: cfg.SSEKeepAlive},
+				Log:         log,
+				Admitter:    admitter,
+				Hub:         g.hub,
+				SendBuffer:  cfg.SendBuffer,
+				SSE:         &httpstream.SSE{Log: log, Admitter: admitter, Hub: g.hub, KeepAlive: cfg.SSEKeepAlive},
+				PingEvery:   cfg.WSPingEvery,
+				IdleTimeout: cfg.WSIdleTimeout,
+				Limits:      lim,
 			},
-			Tokens:    &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub},
-			Metadata:  &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub, Metadata: true},
+			Tokens:    &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub, Limits: lim},
+			Metadata:  &httpstream.Emit{Log: log, Admitter: admitter, Hub: g.hub, Metadata: true, Limits: lim},
 			MCP:       mcpSrv.MCP(),
 			MagicLink: mcpSrv.MagicLink(),
 		},
@@ -293,14 +333,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.httpSrv = &http.Server{
 		Handler:           cfg.Tracing.HTTPHandler(g.api, "gateway"),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if cfg.GRPCAddr != "" {
 		g.grpcSrv, err = grpcapi.NewServer(cfg.GRPCAddr, grpcapi.Deps{Log: log, Control: g.api.Control(),
 			Admitter: admitter, Hub: g.hub, PublicURL: cfg.PublicURL, Reflection: true,
+			Limits: lim, Keepalive: cfg.GRPCKeepalive,
 			ServerOptions: append(cfg.Tracing.ServerOptions(), g.metrics.GRPCServer.ServerOption())})
 		if err != nil {
 			_ = g.httpLis.Close()

@@ -22,6 +22,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/controlplane"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/internal/grpcx"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
@@ -115,6 +116,11 @@ func (s *streams) Connect(stream amsv1.StreamService_ConnectServer) error {
 		return c.end(code.Close, code.Name)
 	}
 	c.observer = jr.Observer
+	c.frames = s.d.Limits.Conn()
+	if !jr.Observer {
+		c.acct = s.d.Limits.Account(jr.AccountID)
+		defer c.acct.Release()
+	}
 	return c.run(ctx)
 }
 
@@ -124,6 +130,8 @@ type call struct {
 	d        *Deps
 	hc       *hub.Conn
 	observer bool
+	frames   *limits.Conn    // this call's frame rate
+	acct     *limits.Account // its account's token rate
 
 	wake chan struct{}
 	// closed is closed when the hub ends the connection; code and reason
@@ -306,6 +314,9 @@ func (c *call) handle(ctx context.Context, b []byte) error {
 	if len(b) > maxMessage {
 		return errTooLarge
 	}
+	if err := c.frames.Frame(); err != nil {
+		return err
+	}
 	var f amsv1.ClientFrame
 	if err := proto.Unmarshal(b, &f); err != nil {
 		return errMalformed
@@ -319,6 +330,9 @@ func (c *call) handle(ctx context.Context, b []byte) error {
 		if len(data) > frame.MaxData {
 			return errTokenLarge
 		}
+		if err := c.acct.Tokens(1); err != nil {
+			return err
+		}
 		_, _, err := c.hc.Emit(data)
 		return discardDisplaced(err)
 	case *amsv1.ClientFrame_SetMetadata:
@@ -331,6 +345,9 @@ func (c *call) handle(ctx context.Context, b []byte) error {
 		}
 		if len(md) > frame.MaxMetadata {
 			return errMetaLarge
+		}
+		if err := c.acct.Tokens(1); err != nil {
+			return err
 		}
 		_, _, err := c.hc.SetMetadata(ctx, md)
 		return discardDisplaced(err)

@@ -33,12 +33,12 @@ import (
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	amsv1 "github.com/amsrouter/ams/proto/gen/go/ams/v1"
 	"github.com/amsrouter/ams/services/gateway/internal/controlplane"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
 	"github.com/amsrouter/ams/services/internal/grpcx"
 )
@@ -78,6 +78,12 @@ type Deps struct {
 	// ServerOptions are added to the server's (metrics and tracing stats
 	// handlers).
 	ServerOptions []grpc.ServerOption
+	// Limits rate-limits Connect frames and tokens (4429 rate_limited)
+	// and control calls per client and credential (RESOURCE_EXHAUSTED);
+	// nil: none.
+	Limits *limits.Limits
+	// Keepalive configures pings and their enforcement (zero: defaults).
+	Keepalive Keepalive
 }
 
 func (d *Deps) defaults() {
@@ -107,10 +113,11 @@ type Server struct {
 // serving.
 func NewServer(addr string, d Deps) (*Server, error) {
 	d.defaults()
-	srv, err := grpcx.NewServer(addr, d.Log, append([]grpc.ServerOption{
-		grpc.ForceServerCodecV2(newCodec()),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
-	}, d.ServerOptions...)...)
+	opts := append([]grpc.ServerOption{grpc.ForceServerCodecV2(newCodec())}, d.Keepalive.options()...)
+	if d.Limits != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(controlLimit(d.Limits)))
+	}
+	srv, err := grpcx.NewServer(addr, d.Log, append(opts, d.ServerOptions...)...)
 	if err != nil {
 		return nil, err
 	}

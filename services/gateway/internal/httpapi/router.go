@@ -118,6 +118,16 @@ var allowedMethods = map[string][]string{
 	routeMagicLink: {http.MethodGet, http.MethodPost, http.MethodDelete},
 }
 
+// isControl reports the control-plane routes of spec 3.2 to 3.6, which
+// the per-client and per-credential rate limits cover.
+func isControl(route string) bool {
+	switch route {
+	case routeAccounts, routeRotate, routeMint, routeInspect, routeLinks, routeLink:
+		return true
+	}
+	return false
+}
+
 func methodAllowed(route, method string) bool {
 	for _, m := range allowedMethods[route] {
 		if m == method {

@@ -24,6 +24,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/authcache"
 	"github.com/amsrouter/ams/services/gateway/internal/controlplane"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/gateway/internal/metrics"
 	"github.com/amsrouter/ams/services/internal/ids"
 	"github.com/amsrouter/ams/services/internal/jsonw"
@@ -72,6 +73,9 @@ type Deps struct {
 	AnnounceRotation   func(accountID string)
 	Handlers           Handlers
 	Now                func() time.Time
+	// Limits rate-limits control-plane requests per client IP and per
+	// credential (abuse controls); nil: none.
+	Limits *limits.Limits
 }
 
 // Check is one readiness check: a name and "ok" or an error text.
@@ -156,6 +160,13 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(rec, r.Body, limit)
+	}
+	if isControl(route) {
+		cred, _ := BearerCredential(r)
+		if err := a.d.Limits.Control(r.RemoteAddr, cred); err != nil {
+			a.writeError(rec, r, err)
+			return
+		}
 	}
 	r = r.WithContext(context.WithValue(r.Context(), paramsKey{}, params))
 
@@ -267,7 +278,12 @@ func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	if we.Code.Name == wireerr.RateLimited.Name && h.Get("Retry-After") == "" {
-		h.Set("Retry-After", "1")
+		var ra interface{ RetryAfter() time.Duration }
+		if errors.As(err, &ra) {
+			h.Set("Retry-After", limits.RetryAfterSeconds(ra.RetryAfter()))
+		} else {
+			h.Set("Retry-After", "1")
+		}
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

@@ -11,6 +11,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
 	"github.com/amsrouter/ams/services/internal/ids"
 	"github.com/amsrouter/ams/services/internal/jsonw"
@@ -29,6 +30,9 @@ type Emit struct {
 	Hub      *hub.Hub
 	// Metadata selects the set-metadata route.
 	Metadata bool
+	// Limits rate-limits the events an account emits (429 rate_limited
+	// with Retry-After); nil: none.
+	Limits *limits.Limits
 }
 
 func (h *Emit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -71,6 +75,9 @@ func (h *Emit) serve(w http.ResponseWriter, r *http.Request) error {
 			}
 			req.Tag = tag
 		}
+	}
+	if err := h.Limits.Tokens(auth.AccountID, max(1, len(req.Tokens))); err != nil {
+		return err
 	}
 	res, err := h.Hub.Emit(r.Context(), req)
 	if err != nil {

@@ -186,8 +186,8 @@ func (l *Limits) Config() Config {
 	return l.cfg
 }
 
-// Conn is the frame limiter of one connection. Only the connection's
-// reader calls it.
+// Conn is the frame limiter of one connection (or MCP session). It is
+// safe for concurrent use.
 type Conn struct {
 	lim *rate.Limiter
 }
@@ -300,21 +300,17 @@ func (l *Limits) Tokens(id string, n int) error {
 	return take(lim, n, now, errAccountRate)
 }
 
-// take takes n tokens from lim now, or takes none and reports the wait.
+// take takes n tokens from lim now, or takes none and reports the wait
+// until n would pass. It allocates nothing when n passes.
 func take(lim *rate.Limiter, n int, now time.Time, msg string) error {
-	if lim == nil {
+	if lim == nil || lim.AllowN(now, n) {
 		return nil
 	}
-	r := lim.ReserveN(now, n)
-	if !r.OK() {
-		// More than the burst: it can never pass at once.
-		return rateErr(msg, time.Duration(float64(n)/float64(lim.Limit())*float64(time.Second)))
+	missing := float64(n) - lim.TokensAt(now)
+	if n > lim.Burst() {
+		missing = float64(n) // more than the burst never passes at once
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return rateErr(msg, d)
-	}
-	return nil
+	return rateErr(msg, time.Duration(missing/float64(lim.Limit())*float64(time.Second)))
 }
 
 // AcquireConn counts a new live connection of the account: nil, or 4003

@@ -22,6 +22,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/authcache"
 	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/internal/ids"
 	"github.com/amsrouter/ams/services/internal/jsonw"
 	"github.com/amsrouter/ams/services/internal/wireerr"
@@ -63,6 +64,9 @@ type Config struct {
 	// Viewer serves GET with Accept text/html on the magic-link URL; nil
 	// answers 404.
 	Viewer http.Handler
+	// Limits rate-limits each session's requests and its account's tokens
+	// and initialize per client address (abuse controls); nil: none.
+	Limits *limits.Limits
 }
 
 // Server serves MCP over Streamable HTTP on /mcp and on magic-link URLs.
@@ -300,6 +304,10 @@ func (s *Server) servePOST(w http.ResponseWriter, r *http.Request, pre *linkAdmi
 	}
 	var rec record
 	if init != nil {
+		if err := s.limit(r, "", true, len(msgs)); err != nil {
+			rateLimited(w, err)
+			return
+		}
 		sid, rec, err = s.mint(r, pre, init)
 		if err != nil {
 			httpapi.WriteError(w, s.log, err)
@@ -314,6 +322,10 @@ func (s *Server) servePOST(w http.ResponseWriter, r *http.Request, pre *linkAdmi
 		if err != nil {
 			s.log.Error("mcp session lookup failed", "err", err)
 			rpcError(w, http.StatusServiceUnavailable, codeServer, "sessions unavailable")
+			return
+		}
+		if err := s.limit(r, sid, false, len(msgs)); err != nil {
+			rateLimited(w, err)
 			return
 		}
 	}
@@ -440,7 +452,7 @@ func (s *Server) session(id string) *session {
 		if len(s.sessions) >= maxLocalSessions {
 			s.sweepLocked()
 		}
-		sess = &session{srv: s, id: id, buf: newBuffer()}
+		sess = &session{srv: s, id: id, buf: newBuffer(), frames: s.cfg.Limits.Conn()}
 		s.sessions[id] = sess
 	}
 	return sess

@@ -12,6 +12,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/connreq"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/internal/ids"
 	"github.com/amsrouter/ams/services/internal/linktoken"
 	"github.com/amsrouter/ams/services/internal/wireerr"
@@ -25,6 +26,8 @@ type session struct {
 	srv *Server
 	id  string
 	buf *buffer
+	// frames rate-limits the session's requests on this gateway.
+	frames *limits.Conn
 
 	// op serialises the operations that change the binding on this
 	// gateway; concurrent calls needing a re-join share the first one's.
@@ -713,6 +716,9 @@ func (h *callHost) withWire(ctx context.Context, t *target, fn func(w *wire) err
 func (h *callHost) Send(ctx context.Context, data string, t *target) ([]byte, error) {
 	var out []byte
 	err := h.withWire(ctx, t, func(w *wire) error {
+		if err := h.srv.cfg.Limits.Tokens(w.conn.AccountID(), 1); err != nil {
+			return err
+		}
 		seq, ts, err := w.conn.Emit(data)
 		if err != nil {
 			return err
@@ -726,6 +732,9 @@ func (h *callHost) Send(ctx context.Context, data string, t *target) ([]byte, er
 func (h *callHost) SetMetadata(ctx context.Context, md string, t *target) ([]byte, error) {
 	var out []byte
 	err := h.withWire(ctx, t, func(w *wire) error {
+		if err := h.srv.cfg.Limits.Tokens(w.conn.AccountID(), 1); err != nil {
+			return err
+		}
 		seq, ts, err := w.conn.SetMetadata(ctx, md)
 		if err != nil {
 			return err

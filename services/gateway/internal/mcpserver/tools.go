@@ -80,7 +80,8 @@ func fromWire(err error) *toolError {
 			wireerr.ConversationNotFound.Name, wireerr.InvalidCredential.Name, wireerr.TokenTooLarge.Name,
 			wireerr.InvalidAlias.Name, wireerr.InvalidStreamName.Name, wireerr.UnsupportedIDKind.Name,
 			wireerr.InvalidMetadata.Name, wireerr.InvalidStreamMeta.Name, wireerr.InvalidLinkExpiry.Name,
-			wireerr.AliasTaken.Name, wireerr.NamespaceMismatch.Name, wireerr.MissingCredential.Name:
+			wireerr.AliasTaken.Name, wireerr.NamespaceMismatch.Name, wireerr.MissingCredential.Name,
+			wireerr.RateLimited.Name:
 			return domainErr(we.Code.Name, we.Message)
 		}
 		if we.Code.Close != 0 && we.Code.HTTP != 500 {

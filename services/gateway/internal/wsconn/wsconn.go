@@ -18,6 +18,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
@@ -41,6 +42,9 @@ type Handler struct {
 	SSE http.Handler
 	// PingEvery and IdleTimeout override the keepalive defaults (tests).
 	PingEvery, IdleTimeout time.Duration
+	// Limits rate-limits each connection's frames and its account's
+	// tokens (4429 rate_limited); nil: none.
+	Limits *limits.Limits
 	// SendBuffer, if not 0, fixes each connection's kernel send buffer in
 	// bytes. By default the kernel sizes it (up to megabytes), which lets
 	// a slow reader fall that much further behind before its queue
@@ -90,6 +94,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.batch = jr.Batch
 	c.observer = jr.Observer
+	c.frames = h.Limits.Conn()
+	if !jr.Observer {
+		c.acct = h.Limits.Account(jr.AccountID)
+		defer c.acct.Release()
+	}
 	c.handler = func(f *frame.Client) error { return c.handle(ctx, f) }
 	c.wantsCursor = jr.Cursor != nil
 	c.run(ctx)
@@ -111,6 +120,8 @@ type conn struct {
 	batch       bool
 	observer    bool
 	wantsCursor bool
+	frames      *limits.Conn    // this connection's frame rate
+	acct        *limits.Account // its account's token rate
 	pingEvery   time.Duration
 	idle        time.Duration
 
@@ -235,6 +246,9 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 			ws.Cipher(payload, hdr.Mask, 0)
 			switch hdr.OpCode {
 			case ws.OpPing:
+				if !closing && c.frames.Frame() != nil {
+					fail(wireerr.RateLimited)
+				}
 				if !closing {
 					c.mu.Lock()
 					c.pongs = append(c.pongs, payload)
@@ -325,10 +339,16 @@ var errReadOnly = wireerr.New(wireerr.ReadOnly, "observers may send only ping an
 
 // handle applies one client frame.
 func (c *conn) handle(ctx context.Context, f *frame.Client) error {
+	if err := c.frames.Frame(); err != nil {
+		return err
+	}
 	switch f.Type {
 	case frame.TypeToken:
 		if c.observer {
 			return errReadOnly
+		}
+		if err := c.acct.Tokens(1); err != nil {
+			return err
 		}
 		var err error
 		if f.Tag != "" {
@@ -340,6 +360,9 @@ func (c *conn) handle(ctx context.Context, f *frame.Client) error {
 	case frame.TypeSetMetadata:
 		if c.observer {
 			return errReadOnly
+		}
+		if err := c.acct.Tokens(1); err != nil {
+			return err
 		}
 		_, _, err := c.hc.SetMetadata(ctx, string(f.Metadata))
 		return discardDisplaced(err)
