@@ -104,8 +104,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	var resume resumeFlags
 	var idle idleFlags
 	var aval avalancheFlags
-	var kill faultFlags
-	var jitter faultFlags
+	var kill, jitter faultFlags
 	switch name {
 	case "fanout":
 		fanout.register(fs)

@@ -35,8 +35,8 @@ type Writer struct {
 	Rate       float64
 	Env        *Env
 
-	// Total is how many tokens the writer writes in all (fixed before
-	// Run).
+	// Total is how many tokens the writer writes in all; SetTotal may
+	// lower it while the writer runs.
 	Total int64
 	start time.Time
 
@@ -49,6 +49,11 @@ type Writer struct {
 	mu   sync.Mutex
 	conn *WSConn
 }
+
+// SetTotal changes how many tokens the writer writes in all.
+func (w *Writer) SetTotal(n int64) { atomic.StoreInt64(&w.Total, n) }
+
+func (w *Writer) total() int64 { return atomic.LoadInt64(&w.Total) }
 
 // Sent is the highest token index written to a socket so far.
 func (w *Writer) Sent() int64 { return w.sent.Load() }
@@ -147,7 +152,8 @@ func (w *Writer) session(ctx context.Context, c *WSConn, next *int64) (done bool
 	pinged := false
 	for {
 		now := time.Now()
-		due := min(w.Total, int64(now.Sub(w.start).Seconds()*w.Rate)+1)
+		total := w.total()
+		due := min(total, int64(now.Sub(w.start).Seconds()*w.Rate)+1)
 		if *next <= due {
 			n := min(due-*next+1, maxBatch)
 			buf = buf[:0]
@@ -171,7 +177,7 @@ func (w *Writer) session(ctx context.Context, c *WSConn, next *int64) (done bool
 			}
 			continue
 		}
-		if *next > w.Total && !pinged {
+		if *next > total && !pinged {
 			// All written: a ping's pong confirms the server took them.
 			if err := c.WriteText([]byte(`{"type":"ping"}`)); err != nil {
 				return false, err
@@ -179,7 +185,7 @@ func (w *Writer) session(ctx context.Context, c *WSConn, next *int64) (done bool
 			pinged = true
 		}
 		wait := time.Second
-		if *next <= w.Total {
+		if *next <= total {
 			wait = time.Until(w.start.Add(time.Duration(float64(*next-1) / w.Rate * float64(time.Second))))
 		}
 		t.Reset(max(wait, 0))
@@ -188,7 +194,7 @@ func (w *Writer) session(ctx context.Context, c *WSConn, next *int64) (done bool
 			return false, err
 		case <-pong:
 			if pinged {
-				w.confirmed.Store(w.Total)
+				w.confirmed.Store(total)
 				return true, nil
 			}
 		case <-t.C:
@@ -222,8 +228,8 @@ type Reader struct {
 	// the time from a loss to the next joined.
 	lastDrop atomic.Int64
 	outages  []time.Duration
-	// caughtUp: watch, if set, is called (under mu) after each message
-	// with the reader; the avalanche uses it to time catching up.
+	// watch, if set, is called (under mu) after each join and each
+	// message; the avalanche uses it to time catching up.
 	watch func(r *Reader)
 }
 
@@ -331,6 +337,11 @@ func (r *Reader) connect(ctx context.Context, attempt int) (*WSConn, error) {
 	if j.Resumed {
 		r.Resumed.Add(1)
 	}
+	r.mu.Lock()
+	if r.watch != nil {
+		r.watch(r)
+	}
+	r.mu.Unlock()
 	return c, nil
 }
 
@@ -449,7 +460,7 @@ func faultTotals(readers []*Reader, writers []*Writer) (Totals, *Histogram) {
 	for _, r := range readers {
 		h.Merge(r.Latency())
 		for w, ta := range r.Streams() {
-			t.Add(ta, writers[w].Total)
+			t.Add(ta, writers[w].total())
 		}
 	}
 	return t, h
@@ -461,7 +472,7 @@ func allCaughtUp(readers []*Reader, writers []*Writer) bool {
 	for _, r := range readers {
 		r.mu.Lock()
 		for _, st := range r.streams {
-			if st.tally.Cursor < writers[st.w].Total {
+			if st.tally.Cursor < writers[st.w].total() {
 				r.mu.Unlock()
 				return false
 			}
@@ -476,10 +487,10 @@ func describeUnfinished(readers []*Reader, writers []*Writer) string {
 	first := ""
 	for _, r := range readers {
 		for w, ta := range r.Streams() {
-			if ta.Cursor < writers[w].Total {
+			if ta.Cursor < writers[w].total() {
 				n++
 				if first == "" {
-					first = fmt.Sprintf("reader %d at %d of writer %d's %d", r.Index, ta.Cursor, w, writers[w].Total)
+					first = fmt.Sprintf("reader %d at %d of writer %d's %d", r.Index, ta.Cursor, w, writers[w].total())
 				}
 			}
 		}

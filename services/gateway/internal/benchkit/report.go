@@ -73,14 +73,22 @@ type Target struct {
 	Goal     string
 	Measured string
 	Met      bool
+	// Undersized marks a run smaller than the size the target is stated
+	// at (a short run): its verdict is indicative only.
+	Undersized bool
 }
 
-// Verdict is "met" or "NOT met".
+// Verdict is "met", "not met", or, for an undersized run, which of the
+// two it would be.
 func (t Target) Verdict() string {
+	v := "**not met**"
 	if t.Met {
-		return "met"
+		v = "met"
 	}
-	return "**not met**"
+	if t.Undersized {
+		return "(" + strings.Trim(v, "*") + " at a smaller size than the target's)"
+	}
+	return v
 }
 
 // ms formats a duration in milliseconds.

@@ -269,7 +269,10 @@ func StartWorker(cmd *exec.Cmd, job Job) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd.Env = baseEnv()
+	if cmd.Env == nil {
+		cmd.Env = baseEnv()
+	}
+	cmd.Stderr = nil
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
