@@ -274,9 +274,9 @@ func Avalanche(ctx context.Context, env *Env, p AvalancheParams) error {
 	t.Print(env.Out)
 
 	env.Target(Target{
-		Name:     "avalanche",
-		Goal:     "avalanche of 5,000 reconnecting clients all resumed within 5 s, none lost",
-		Measured: fmt.Sprintf("%s clients: all joined after %s, all caught up after %s; lost %d, dup %d", thousands(int64(p.Clients)), durS(allJoined), durS(allCaught), totals.Lost, totals.Dups+totals.AppDups),
+		Name:       "avalanche",
+		Goal:       "avalanche of 5,000 reconnecting clients all resumed within 5 s, none lost",
+		Measured:   fmt.Sprintf("%s clients: all joined after %s, all caught up after %s; lost %d, dup %d", thousands(int64(p.Clients)), durS(allJoined), durS(allCaught), totals.Lost, totals.Dups+totals.AppDups),
 		Met:        allCaught > 0 && allCaught <= 5*time.Second && totals.Clean(),
 		Undersized: p.Clients < 5000,
 	})

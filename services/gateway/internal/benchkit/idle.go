@@ -143,9 +143,9 @@ func Idle(ctx context.Context, env *Env, p IdleParams) error {
 	t.Print(env.Out)
 
 	env.Target(Target{
-		Name:     "idle",
-		Goal:     "idle WebSocket connections ≤ 16 KB of gateway RSS each at 20,000 connections",
-		Measured: fmt.Sprintf("%s (%.0f B) per connection at %s connections", kib(perConn), perConn, thousands(int64(n))),
+		Name:       "idle",
+		Goal:       "idle WebSocket connections ≤ 16 KB of gateway RSS each at 20,000 connections",
+		Measured:   fmt.Sprintf("%s (%.0f B) per connection at %s connections", kib(perConn), perConn, thousands(int64(n))),
 		Met:        perConn <= 16*1024,
 		Undersized: n < 19000,
 	})
