@@ -35,8 +35,12 @@ lint: ## gofmt and go vet
 	scripts/lint.sh
 
 .PHONY: bench
-bench: ## Run every module's benchmarks (ARGS="-count=10" for benchstat)
+bench: ## Run the benchmark kit, every scenario short (ARGS="fanout" for one, full size)
 	scripts/bench.sh $(ARGS)
+
+.PHONY: bench-go
+bench-go: ## Run every module's Go benchmarks (ARGS="-count=10" for benchstat)
+	scripts/bench.sh go $(ARGS)
 
 .PHONY: fuzz
 fuzz: ## Fuzz every fuzz target briefly (FUZZTIME=10s each)

@@ -228,6 +228,12 @@ type Reader struct {
 	// the time from a loss to the next joined.
 	lastDrop atomic.Int64
 	outages  []time.Duration
+	// joinedAt is when the current connection got joined (UnixNano);
+	// joinKind says whether it resumed; anomalies describes the first
+	// gaps and duplicates seen (under mu).
+	joinedAt  atomic.Int64
+	joinKind  string
+	anomalies []string
 	// watch, if set, is called (under mu) after each join and each
 	// message; the avalanche uses it to time catching up.
 	watch func(r *Reader)
@@ -323,6 +329,11 @@ func (r *Reader) connect(ctx context.Context, attempt int) (*WSConn, error) {
 	now := time.Now()
 	r.mu.Lock()
 	r.conn = c
+	r.joinedAt.Store(now.UnixNano())
+	r.joinKind = "fresh"
+	if j.Resumed {
+		r.joinKind = "resumed"
+	}
 	if d := r.lastDrop.Swap(0); d != 0 {
 		r.outages = append(r.outages, now.Sub(time.Unix(0, d)))
 	}
@@ -411,9 +422,15 @@ func (r *Reader) session(c *WSConn) error {
 			if !ok {
 				return true
 			}
+			before, dups := st.tally.OrderViolations, st.tally.Dups
+			expected := st.tally.last + 1
 			if st.tally.Observe(seq, k) {
 				r.hist.Record(time.Duration(now - ts))
 				n++
+			}
+			if st.tally.OrderViolations != before || st.tally.Dups != dups {
+				r.anomaly(fmt.Sprintf("reader %d, writer %d: seq %d where %d was next, %s after join %d (%s)",
+					r.Index, st.w, seq, expected, time.Duration(now-r.joinedAt.Load()).Round(time.Microsecond), r.Joins.Load(), r.joinKind))
 			}
 			return true
 		})
@@ -423,6 +440,20 @@ func (r *Reader) session(c *WSConn) error {
 		r.mu.Unlock()
 		r.Surfaced.Add(n)
 	}
+}
+
+// anomaly records a gap or duplicate (under mu), the first few only.
+func (r *Reader) anomaly(s string) {
+	if len(r.anomalies) < 5 {
+		r.anomalies = append(r.anomalies, s)
+	}
+}
+
+// Anomalies returns the first gaps and duplicates the reader saw.
+func (r *Reader) Anomalies() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.anomalies...)
 }
 
 // other handles membership and gap frames (under mu).
@@ -441,6 +472,7 @@ func (r *Reader) other(f []byte) {
 		if decodeFrame(f, &g) == nil {
 			if st := r.streams[g.StreamID]; st != nil {
 				st.tally.Gap(g.RequestedSeq, g.FirstAvailableSeq)
+				r.anomaly(fmt.Sprintf("reader %d, writer %d: replay_gap requested %d, first available %d", r.Index, st.w, g.RequestedSeq, g.FirstAvailableSeq))
 			}
 		}
 	}

@@ -177,6 +177,22 @@ func (s *faultSetup) run(ctx context.Context, env *Env, label string, d time.Dur
 	return finished
 }
 
+// noteAnomalies lists the readers' first gaps and duplicates under t.
+func (s *faultSetup) noteAnomalies(t *Table) {
+	n := 0
+	for _, r := range s.readers {
+		for _, a := range r.Anomalies() {
+			if n < 10 {
+				t.Note("- %s", a)
+			}
+			n++
+		}
+	}
+	if n > 0 {
+		t.Notes = append([]string{fmt.Sprintf("Gaps and duplicates seen (%d; the first 10):", n), ""}, t.Notes...)
+	}
+}
+
 func (s *faultSetup) outages() []time.Duration {
 	var out []time.Duration
 	for _, r := range s.readers {
@@ -249,13 +265,14 @@ func Kill(ctx context.Context, env *Env, p FaultParams) error {
 	t.Row("tokens written (every reader must get each)", thousands(totals.Expected/int64(max(1, p.Readers))))
 	t.Row("delivered", fmt.Sprintf("%.3f%%", totals.DeliveredPct()))
 	t.Row("lost / dup on the wire / order / dup surfaced", fmt.Sprintf("%d / %d / %d / %d", totals.Lost, totals.Dups, totals.OrderViolations, totals.AppDups))
+	t.Row("announced by replay_gap", thousands(totals.Announced))
 	t.Row("writers resumed on gateway 1 after", durS(writersBack))
 	t.Row("readers of gateway 2 resumed on gateway 1 after", durS(readersBack))
 	t.Row("reader outage p50 / max", ms(Percentile(out, 0.5))+" / "+ms(Percentile(out, 1))+" ms")
 	t.Row("latency p50 / p99 / max (outage included)", ms(lat.Percentile(0.5))+" / "+ms(lat.Percentile(0.99))+" / "+ms(lat.Max())+" ms")
 	t.Note("No raw-NATS counterpart: core NATS has no gateway to lose, and its subscribers keep no cursor (jitter's baseline shows what a reconnecting core subscriber loses).")
 	t.Note("load average before: %s, after: %s", load, env.Load())
-	_ = killedAt
+	s.noteAnomalies(t)
 	t.Print(env.Out)
 	env.Target(Target{
 		Name:     "kill",
@@ -331,10 +348,12 @@ func Jitter(ctx context.Context, env *Env, p FaultParams) error {
 	t.Row("delivered", fmt.Sprintf("%.3f%%", raw.totals.DeliveredPct()), fmt.Sprintf("%.3f%%", totals.DeliveredPct()))
 	t.Row("lost / dup on the wire / order / dup surfaced", fmt.Sprintf("%d / %d / %d / %d", raw.totals.Lost, raw.totals.Dups, raw.totals.OrderViolations, raw.totals.AppDups),
 		fmt.Sprintf("%d / %d / %d / %d", totals.Lost, totals.Dups, totals.OrderViolations, totals.AppDups))
+	t.Row("announced by replay_gap", "–", thousands(totals.Announced))
 	t.Row("reader outage p50 / p99", "–", ms(Percentile(out, 0.5))+" / "+ms(Percentile(out, 0.99))+" ms")
 	t.Row("latency p50 / p99 / max", ms(raw.lat.Percentile(0.5))+" / "+ms(raw.lat.Percentile(0.99))+" / "+ms(raw.lat.Max())+" ms",
 		ms(lat.Percentile(0.5))+" / "+ms(lat.Percentile(0.99))+" / "+ms(lat.Max())+" ms")
 	t.Note("load average before: %s, after: %s", load, env.Load())
+	s.noteAnomalies(t)
 	t.Print(env.Out)
 	env.Target(Target{
 		Name:     "jitter",
