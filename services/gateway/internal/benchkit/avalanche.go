@@ -187,6 +187,7 @@ func Avalanche(ctx context.Context, env *Env, p AvalancheParams) error {
 		}
 		r.mu.Unlock()
 	}
+	env.profile(ctx, sys, "avalanche reconnect", 5*time.Second, time.Now())
 	env.Progress.Printf("avalanche: dropping %d connections at once", len(readers))
 	for _, r := range readers {
 		r.Abort()

@@ -277,7 +277,7 @@ func (f *fanoutFlags) register(fs *config.FlagSet) {
 	fs.Int(&f.readers, "readers", 0, "readers per conversation (default 16; -tiny 2)")
 	fs.Int(&f.convs, "conversations", 0, "conversations (default 1)")
 	fs.Int(&f.size, "size", 0, "token data size in bytes (default 64)")
-	fs.Int(&f.window, "window", 0, "closed loop: tokens in flight per writer (default 256)")
+	fs.Int(&f.window, "window", 0, "closed loop: tokens in flight per reader, over its writers (default 512; the gateway's queue holds 1024)")
 	fs.Float64(&f.rate, "rate", 0, "total written tokens/s: run only fixed-rate phases (default: closed loop, then half its maximum)")
 	fs.Duration(&f.duration, "duration", 0, "duration of each phase (default 10s; -short 3s)")
 	fs.Duration(&f.warmup, "warmup", 0, "start of each phase not measured (default 2s; -short 1s)")
@@ -290,7 +290,7 @@ func (f *fanoutFlags) params(sc Scale) FanoutParams {
 		Writers:       orInt(f.writers, sc.pick(4, 4, 1)),
 		Readers:       orInt(f.readers, sc.pick(16, 16, 2)),
 		Size:          max(orInt(f.size, 64), MinTokenSize),
-		Window:        orInt(f.window, 256),
+		Window:        orInt(f.window, 512),
 		Duration:      orDur(f.duration, sc.dur(10*time.Second, 3*time.Second, time.Second)),
 		Warmup:        orDur(f.warmup, sc.dur(2*time.Second, time.Second, 300*time.Millisecond)),
 		Batch:         !f.batch,
@@ -305,7 +305,7 @@ type ingestFlags struct {
 
 func (f *ingestFlags) register(fs *config.FlagSet) {
 	fs.Int(&f.size, "size", 0, "token data size in bytes (default 64)")
-	fs.Int(&f.window, "window", 0, "closed loop: tokens in flight (default 512)")
+	fs.Int(&f.window, "window", 0, "closed loop: tokens in flight (default 512; the gateway's queue holds 1024)")
 	fs.Float64(&f.rate, "rate", 0, "tokens/s of the fixed-rate phase (default 1000)")
 	fs.Duration(&f.duration, "duration", 0, "duration of each phase (default 10s; -short 3s)")
 	fs.Duration(&f.warmup, "warmup", 0, "start of each phase not measured (default 2s; -short 1s)")

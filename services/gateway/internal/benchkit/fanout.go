@@ -73,6 +73,26 @@ func loadTable(title string, cols []loadCol) *Table {
 		return fmt.Sprintf("%.0f", r.NATSCPU)
 	}, none)
 	row("kit CPU % (clients, services)", func(r *LoadResult) string { return fmt.Sprintf("%.0f", r.KitCPU) }, none)
+	row("CPU µs per delivery: gateways / all", func(r *LoadResult) string {
+		d := r.DeliveredRate()
+		if d == 0 {
+			return "–"
+		}
+		var gw float64
+		for _, c := range r.GatewayCPU {
+			gw += c
+		}
+		all := gw + r.KitCPU + max(r.NATSCPU, 0)
+		return fmt.Sprintf("%.2f / %.2f", gw/100/d*1e6, all/100/d*1e6)
+	}, func(r, raw *LoadResult) string {
+		var gw float64
+		for _, c := range r.GatewayCPU {
+			gw += c
+		}
+		a := (gw + r.KitCPU + max(r.NATSCPU, 0)) / r.DeliveredRate()
+		b := (raw.KitCPU + max(raw.NATSCPU, 0)) / raw.DeliveredRate()
+		return ratio(a, b)
+	})
 	return t
 }
 

@@ -105,6 +105,7 @@ func Idle(ctx context.Context, env *Env, p IdleParams) error {
 	mBefore := scrapeMetrics(ctx, gw.URL)
 	env.Progress.Printf("idle: gateway RSS %s before; connecting %d participants", mib(rssBefore), n)
 	start := time.Now()
+	env.profile(ctx, sys, "idle connect", time.Duration(float64(n)/1000*float64(time.Second)), start)
 	release, err := holdWebSockets(ctx, env, dials, p.Concurrency, "idle gateway")
 	if err != nil {
 		return err
