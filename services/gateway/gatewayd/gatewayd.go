@@ -173,7 +173,9 @@ type Gateway struct {
 	grpcSrv *grpcapi.Server
 
 	draining atomic.Bool
-	subs     []*nats.Subscription
+	// reconnected is signalled by each NATS reconnect (recreateLoop).
+	reconnected chan struct{}
+	subs        []*nats.Subscription
 	closeMu  sync.Mutex
 }
 
@@ -184,7 +186,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, log: log, metrics: metrics.New()}
+	g := &Gateway{cfg: cfg, log: log, metrics: metrics.New(), reconnected: make(chan struct{}, 1)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -223,7 +225,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 				log.Warn("nats disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			log.Info("nats reconnected")
+			select {
+			case g.reconnected <- struct{}{}:
+			default:
+			}
+		}),
 	}, cfg.NATSOptions...)
 	g.nc, err = nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {
@@ -403,6 +411,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	eg.Go(func() error { g.adm.Revoked.Run(bg, g.cfg.RevocationPoll); return nil })
 	eg.Go(func() error { g.adm.Keys.Run(bg, 30*time.Second); return nil })
 	eg.Go(func() error { return g.hub.Run(bg) })
+	eg.Go(func() error { g.recreateLoop(bg); return nil })
 
 	errc := make(chan error, 1)
 	go func() {

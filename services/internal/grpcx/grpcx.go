@@ -6,8 +6,11 @@ package grpcx
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -48,8 +51,38 @@ func Status(err error) *status.Status {
 		return status.New(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, "canceled")
+	case Unreachable(err):
+		st := status.New(codes.Unavailable, "a backing store is unavailable")
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: wireerr.Unavailable.Name, Domain: Domain}); derr == nil {
+			return d
+		}
+		return st
 	}
 	return status.New(codes.Internal, "internal error")
+}
+
+// Unreachable reports an error of a backing store or service that could
+// not be reached or whose connection broke: refused, reset or timed-out
+// connections, and the SQLSTATEs of a database that is down or shutting
+// down (class 08, 57P01–57P03). Such a request may succeed later, so it is
+// `unavailable` (503), not an internal error.
+func Unreachable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		switch code := pg.SQLState(); {
+		case strings.HasPrefix(code, "08"), code == "57P01", code == "57P02", code == "57P03":
+			return true
+		}
+	}
+	return false
 }
 
 // FromStatus converts an error returned by a gRPC call back into a catalogue
@@ -89,8 +122,11 @@ func unaryErrors(log *slog.Logger) grpc.UnaryServerInterceptor {
 			return resp, nil
 		}
 		st := Status(err)
-		if st.Code() == codes.Internal {
+		switch st.Code() {
+		case codes.Internal:
 			log.ErrorContext(ctx, "rpc failed", "method", info.FullMethod, "err", err)
+		case codes.Unavailable:
+			log.WarnContext(ctx, "rpc unavailable", "method", info.FullMethod, "err", err)
 		}
 		return nil, st.Err()
 	}

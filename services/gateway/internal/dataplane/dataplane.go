@@ -182,78 +182,107 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Plane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
+	h, err := p.create(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.events, p.dedupe = h.events, h.dedupe
+	p.Presence, p.Gateways, p.Observers = h.presence, h.gateways, h.observers
+	return p, nil
+}
+
+// handles are the streams and buckets of the data plane.
+type handles struct {
+	events, dedupe                jetstream.Stream
+	presence, gateways, observers jetstream.KeyValue
+}
+
+// Recreate makes sure the events stream and the buckets exist with their
+// configuration, as Open does. A NATS server that restarted has lost the
+// memory-backed buckets (gateway heartbeats, observer counts), and every
+// stream if it ran without persistence; the gateway calls Recreate after
+// each reconnect. The Plane's handles stay valid (they name the streams).
+func (p *Plane) Recreate(ctx context.Context) error {
+	_, err := p.create(ctx)
+	return err
+}
+
+// create creates or updates the events stream and the buckets.
+func (p *Plane) create(ctx context.Context) (handles, error) {
+	var h handles
+	var err error
 	storage := jetstream.FileStorage
-	if cfg.Memory {
+	if p.cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	p.events, err = p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	h.events, err = p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              EventsStream,
 		Description:       "AMS stream events, retained for resume",
 		Subjects:          []string{"ams.tok.>"},
 		Storage:           storage,
-		Replicas:          cfg.Replicas,
+		Replicas:          p.cfg.Replicas,
 		Retention:         jetstream.LimitsPolicy,
 		Discard:           jetstream.DiscardOld,
-		MaxAge:            cfg.MaxAge,
-		MaxMsgsPerSubject: cfg.MaxEvents,
-		MaxBytes:          cfg.MaxBytes,
+		MaxAge:            p.cfg.MaxAge,
+		MaxMsgsPerSubject: p.cfg.MaxEvents,
+		MaxBytes:          p.cfg.MaxBytes,
 		Duplicates:        duplicatesWindow,
 		AllowDirect:       true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create events stream: %w", err)
+		return h, fmt.Errorf("create events stream: %w", err)
 	}
-	p.dedupe, err = p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	h.dedupe, err = p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              DedupeStream,
 		Description:       "AMS idempotent emit tags",
 		Subjects:          []string{"ams.dedupe.>"},
 		Storage:           storage,
-		Replicas:          cfg.Replicas,
+		Replicas:          p.cfg.Replicas,
 		Discard:           jetstream.DiscardOld,
-		MaxAge:            cfg.DedupeWindow,
+		MaxAge:            p.cfg.DedupeWindow,
 		MaxMsgsPerSubject: 1,
-		Duplicates:        cfg.DedupeWindow,
+		Duplicates:        p.cfg.DedupeWindow,
 		AllowDirect:       true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create dedupe stream: %w", err)
+		return h, fmt.Errorf("create dedupe stream: %w", err)
 	}
-	p.Presence, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	h.presence, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      PresenceBucket,
 		Description: "AMS live streams and their records",
 		// Several revisions per key, so a watcher that lags still sees a
 		// stream's Live record when its Left record follows quickly.
 		History:  8,
-		TTL:      cfg.RecordMaxAge,
+		TTL:      p.cfg.RecordMaxAge,
 		Storage:  storage,
-		Replicas: cfg.Replicas,
+		Replicas: p.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create presence bucket: %w", err)
+		return h, fmt.Errorf("create presence bucket: %w", err)
 	}
-	p.Gateways, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	h.gateways, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      GatewaysBucket,
 		Description: "AMS gateway heartbeats",
 		History:     1,
 		TTL:         time.Minute,
 		Storage:     jetstream.MemoryStorage,
-		Replicas:    cfg.Replicas,
+		Replicas:    p.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create gateways bucket: %w", err)
+		return h, fmt.Errorf("create gateways bucket: %w", err)
 	}
-	p.Observers, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	h.observers, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      ObserversBucket,
 		Description: "AMS observer counts per conversation and gateway",
 		History:     1,
 		TTL:         time.Minute,
 		Storage:     jetstream.MemoryStorage,
-		Replicas:    cfg.Replicas,
+		Replicas:    p.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create observers bucket: %w", err)
+		return h, fmt.Errorf("create observers bucket: %w", err)
 	}
-	return p, nil
+	return h, nil
 }
 
 // Config returns the effective configuration.

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -71,6 +72,10 @@ type Options struct {
 	Log io.Writer
 	// LinkNow is the link service's clock (nil: time.Now), to expire links.
 	LinkNow func() time.Time
+	// AccountDatabaseURL and LinkDatabaseURL, if set, are the services'
+	// databases (a pgtest.Cluster the test stops and starts, say); the
+	// services migrate them at start. They take precedence over Postgres.
+	AccountDatabaseURL, LinkDatabaseURL string
 }
 
 // System is a running AMS system. Its fields are read-only.
@@ -94,6 +99,8 @@ type System struct {
 
 	opts        Options
 	stopNATS    func()
+	natsDir     string // JetStream directory, kept across StartNATS
+	natsPort    int
 	stopAccount func()
 	stopLink    func()
 }
@@ -126,19 +133,20 @@ func Start(t testing.TB, o Options) *System {
 
 	// NATS, listening on 127.0.0.1 at a random port so that gateway
 	// processes can reach it too.
-	ns, err := natsserver.Start(natsserver.Options{StoreDir: filepath.Join(t.TempDir(), "nats"), Listen: true, Port: -1})
-	if err != nil {
-		t.Fatalf("gwtest: start nats: %v", err)
-	}
-	s.NATS, s.NATSURL = ns, ns.URL()
-	s.stopNATS = sync.OnceFunc(ns.Stop)
-	t.Cleanup(s.stopNATS)
+	s.natsDir = filepath.Join(t.TempDir(), "nats")
+	s.StartNATS(t)
+	s.NATSURL = s.NATS.URL()
+	// Whichever server runs at the end stops after everything else.
+	t.Cleanup(func() { s.stopNATS() })
 
 	// Databases.
-	if o.Postgres {
+	switch {
+	case o.AccountDatabaseURL != "" && o.LinkDatabaseURL != "":
+		s.AccountDatabaseURL, s.LinkDatabaseURL = o.AccountDatabaseURL, o.LinkDatabaseURL
+	case o.Postgres:
 		s.AccountDatabaseURL = pgtest.NewDatabase(t, "gwtest-account", accountd.Migrate)
 		s.LinkDatabaseURL = pgtest.NewDatabase(t, "gwtest-link", linkd.Migrate)
-	} else {
+	default:
 		dir := t.TempDir()
 		s.AccountDatabaseURL = "sqlite:" + filepath.Join(dir, "account.db")
 		s.LinkDatabaseURL = "sqlite:" + filepath.Join(dir, "link.db")
@@ -240,6 +248,32 @@ func (s *System) StopLink() { s.stopLink() }
 
 // StopNATS shuts the NATS server down and waits for it (idempotent).
 func (s *System) StopNATS() { s.stopNATS() }
+
+// StartNATS starts the NATS server: at Start, and after StopNATS a new
+// server on the same port with the same JetStream directory (a restarted
+// server: clients reconnect, streams and buckets are as they were). It
+// replaces s.NATS; call it from the test goroutine only.
+func (s *System) StartNATS(t testing.TB) {
+	t.Helper()
+	port := -1
+	if s.natsPort != 0 {
+		port = s.natsPort
+	}
+	ns, err := natsserver.Start(natsserver.Options{StoreDir: s.natsDir, Listen: true, Port: port})
+	if err != nil {
+		t.Fatalf("gwtest: start nats: %v", err)
+	}
+	s.natsPort = ns.Addr().(*net.TCPAddr).Port
+	s.NATS = ns
+	s.stopNATS = sync.OnceFunc(ns.Stop)
+}
+
+// RestartNATS stops the NATS server and starts it again (StartNATS).
+func (s *System) RestartNATS(t testing.TB) {
+	t.Helper()
+	s.StopNATS()
+	s.StartNATS(t)
+}
 
 // logger is the logger of one component: JSON at debug level into
 // Options.Log, or discarded.

@@ -1,0 +1,75 @@
+package faulte2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
+)
+
+// NATS restarted mid-stream: two gateways on one NATS server; a writer on
+// one, readers on both. The server stops while tokens flow and a new one
+// starts on the same port and JetStream directory; one reader loses its
+// connection meanwhile. The gateways reconnect, the readers resume with
+// their cursors, and both readers get every token written, in order,
+// once.
+func TestNATSRestartMidStream(t *testing.T) {
+	t.Parallel()
+	sys := gwtest.Start(t, gwtest.Options{Gateways: 2})
+	_, credW := sys.CreateAccount(t, 0, "writer")
+	_, credR := sys.CreateAccount(t, 0, "reader")
+	conv := sys.Mint(t, 0, credW, "writer", `{"alias":"room"}`)
+	link0 := conv["magic_link"].(string)
+	link1 := onGateway(link0, sys.URL(1))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	f0 := newFollower(t, []string{link0, link1}, credR, "r0", "w")
+	f1 := newFollower(t, []string{link1, link0}, credR, "r1", "w")
+	wg.Go(func() { f0.run(ctx) })
+	wg.Go(func() { f1.run(ctx) })
+	const n = 300
+	w := &writer{t: t, links: []string{link0, link1}, cred: credW, name: "w"}
+	written := make(chan struct{})
+	wg.Go(func() { defer close(written); w.run(ctx, n, 5*time.Millisecond) })
+
+	f0.waitFor(t, 50, wait)
+	start := time.Now()
+	sys.StopNATS()
+	f1.kick()
+	// The outage lasts while the writer writes 50 more tokens.
+	for target := w.written() + 50; w.written() < target; {
+		if time.Since(start) > wait {
+			t.Fatal("the writer stalled during the outage")
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+	sys.StartNATS(t)
+	t.Logf("NATS down for %s", time.Since(start).Round(time.Millisecond))
+	select {
+	case <-written:
+	case <-time.After(recovery):
+		t.Fatalf("the writer did not finish within %s", recovery)
+	}
+	last := fmt.Sprintf("token-%05d", n-1)
+	total := f0.waitLast(t, last, recovery)
+	f1.waitFor(t, total, recovery)
+	t.Logf("readers caught up %s after the outage began", time.Since(start).Round(time.Millisecond))
+	f0.mu.Lock()
+	got := append([]string(nil), f0.data...)
+	f0.mu.Unlock()
+	w.checkTruth(t, got, false)
+	f0.check(t, got)
+	f1.check(t, got)
+	f1.mu.Lock()
+	resumed := f1.reconnects > 0
+	f1.mu.Unlock()
+	if !resumed {
+		t.Error("the reader that lost its connection did not resume")
+	}
+}
