@@ -176,7 +176,7 @@ type Gateway struct {
 	// reconnected is signalled by each NATS reconnect (recreateLoop).
 	reconnected chan struct{}
 	subs        []*nats.Subscription
-	closeMu  sync.Mutex
+	closeMu     sync.Mutex
 }
 
 // New wires a gateway and binds its listeners (so ":0" works in tests).
