@@ -3,6 +3,7 @@ package deploy
 import (
 	"flag"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -330,20 +331,29 @@ func TestComposeGateways(t *testing.T) {
 	names, ports := map[string]string{}, map[string]string{}
 	for _, gw := range gateways(p) {
 		s := p.Services[gw]
-		if len(s.Ports) != 1 || s.Ports[0].Target != 8080 {
-			t.Errorf("%s: ports %+v, want one host port for container port 8080", gw, s.Ports)
+		// Each replica publishes its HTTP and its gRPC (ams.v1) listener,
+		// on the ports its flags give them, on host ports of its own.
+		httpPort, grpcPort := addrPort(t, gw, env(s, "AMS_GATEWAY_HTTP_ADDR")), addrPort(t, gw, env(s, "AMS_GATEWAY_GRPC_ADDR"))
+		published := map[uint32]string{}
+		for _, port := range s.Ports {
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("%s: port %d published on %q, want loopback only (127.0.0.1)", gw, port.Target, port.HostIP)
+			}
+			if port.Published == "" {
+				t.Errorf("%s: port %d has no fixed host port", gw, port.Target)
+			}
+			if other, dup := ports[port.Published]; dup {
+				t.Errorf("%s and %s both publish host port %s", gw, other, port.Published)
+			}
+			ports[port.Published] = gw
+			published[port.Target] = port.Published
+		}
+		if len(s.Ports) != 2 || published[httpPort] == "" || published[grpcPort] == "" {
+			t.Errorf("%s: ports %+v, want a host port for HTTP (%d) and one for gRPC (%d)", gw, s.Ports, httpPort, grpcPort)
 			continue
 		}
-		port := s.Ports[0]
-		if port.HostIP != "127.0.0.1" {
-			t.Errorf("%s: published on %q, want loopback only (127.0.0.1)", gw, port.HostIP)
-		}
-		if other, dup := ports[port.Published]; dup {
-			t.Errorf("%s and %s both publish host port %s", gw, other, port.Published)
-		}
-		ports[port.Published] = gw
 		// Magic links point at the replica's own host port.
-		if got, want := env(s, "AMS_GATEWAY_PUBLIC_URL"), "http://localhost:"+port.Published; got != want {
+		if got, want := env(s, "AMS_GATEWAY_PUBLIC_URL"), "http://localhost:"+published[httpPort]; got != want {
 			t.Errorf("%s: AMS_GATEWAY_PUBLIC_URL=%q, want %q", gw, got, want)
 		}
 		name := env(s, "AMS_GATEWAY_NAME")
@@ -376,4 +386,17 @@ func TestComposeGateways(t *testing.T) {
 		}
 		checkEnv(t, "docker-compose.yml service "+name, program, known, keys)
 	}
+}
+
+// addrPort returns the port of a listen address (":9090", "0.0.0.0:9090");
+// an empty or portless address fails the test.
+func addrPort(t *testing.T, where, addr string) uint32 {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.ParseUint(port, 10, 16)
+	if err != nil || perr != nil || n == 0 {
+		t.Errorf("%s: listen address %q, want host:port with a fixed port", where, addr)
+		return 0
+	}
+	return uint32(n)
 }

@@ -229,6 +229,7 @@ func TestKustomizeOverlays(t *testing.T) {
 			checkGateway(t, m, want.gatewayMin, want.jsReplicas)
 			checkNATS(t, m, want.natsReplicas)
 			checkNetworkPolicies(t, m, want.namespace)
+			checkScrape(t, m)
 			checkIngress(t, m, want.tls)
 			checkImages(t, m, want.images, want.tag)
 		})
@@ -639,6 +640,26 @@ func checkGateway(t *testing.T, m *manifests, minReplicas int32, jsReplicas stri
 			t.Errorf("%s: Service %s is not headless; one gRPC connection would pin one replica", k, s.Name)
 		}
 	}
+	// The public gRPC API (ams.v1): a container port named grpc on the
+	// gateway's -grpc-addr, behind a Service port named grpc.
+	if grpcPort := int32(addrPort(t, "gateway", env["AMS_GATEWAY_GRPC_ADDR"])); grpcPort != 0 {
+		if i := slices.IndexFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "grpc" }); i < 0 || c.Ports[i].ContainerPort != grpcPort {
+			t.Errorf("gateway container ports %+v, want grpc on %d (AMS_GATEWAY_GRPC_ADDR)", c.Ports, grpcPort)
+		}
+		svc, ok := m.services["gateway"]
+		if !ok {
+			t.Fatal("no gateway Service")
+		}
+		i := slices.IndexFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "grpc" })
+		switch {
+		case i < 0:
+			t.Errorf("gateway Service has no port named grpc: %+v", svc.Spec.Ports)
+		case svc.Spec.Ports[i].TargetPort != intstr.FromString("grpc") && svc.Spec.Ports[i].TargetPort != intstr.FromInt32(grpcPort):
+			t.Errorf("gateway Service port grpc targets %s, want the container port grpc", svc.Spec.Ports[i].TargetPort.String())
+		case svc.Spec.Ports[i].AppProtocol == nil || *svc.Spec.Ports[i].AppProtocol != "grpc":
+			t.Error("gateway Service port grpc has no appProtocol grpc")
+		}
+	}
 	if s, _ := serviceFor(t, m, env["AMS_GATEWAY_NATS_URL"]); s.Spec.Selector["app.kubernetes.io/name"] != "nats" {
 		t.Errorf("AMS_GATEWAY_NATS_URL %s does not reach the NATS pods", env["AMS_GATEWAY_NATS_URL"])
 	}
@@ -653,6 +674,65 @@ func checkGateway(t *testing.T, m *manifests, minReplicas int32, jsReplicas stri
 	}
 	for _, svc := range []string{"account", "link"} {
 		checkPDB(t, m, svc, m.deployments[svc].Spec.Template.Labels)
+	}
+}
+
+// metricsAddr is, per AMS binary, the variable of the listener serving
+// /metrics: the gateway's public HTTP port (spec 3.8), the services' admin
+// listener.
+var metricsAddr = map[string]string{
+	"gateway": "AMS_GATEWAY_HTTP_ADDR",
+	"account": "AMS_ACCOUNT_ADMIN_ADDR",
+	"link":    "AMS_LINK_ADMIN_ADDR",
+}
+
+// scrapePort returns the port a workload's prometheus.io annotations ask
+// Prometheus to scrape, 0 when it is not scraped.
+func scrapePort(t *testing.T, w workload) int32 {
+	t.Helper()
+	a := w.tmpl.Annotations
+	if a["prometheus.io/scrape"] != "true" {
+		return 0
+	}
+	n, err := strconv.ParseInt(a["prometheus.io/port"], 10, 32)
+	if err != nil {
+		t.Errorf("%s %s: prometheus.io/port %q is not a port number", w.kind, w.name, a["prometheus.io/port"])
+		return 0
+	}
+	return int32(n)
+}
+
+// checkScrape: every AMS workload's pods carry the prometheus.io scrape
+// annotations, naming the port and path its binary serves /metrics on.
+func checkScrape(t *testing.T, m *manifests) {
+	t.Helper()
+	scraped := 0
+	for _, w := range m.workloads() {
+		where := w.kind + " " + w.name
+		port := scrapePort(t, w)
+		if port != 0 {
+			scraped++
+			if got := w.tmpl.Annotations["prometheus.io/path"]; got != "/metrics" {
+				t.Errorf("%s: prometheus.io/path %q, want /metrics", where, got)
+			}
+			if !slices.ContainsFunc(w.tmpl.Spec.Containers, func(c corev1.Container) bool { return hasPort(&c, intstr.FromInt32(port)) }) {
+				t.Errorf("%s: scraped on port %d, which no container declares", where, port)
+			}
+		}
+		for i := range w.tmpl.Spec.Containers {
+			c := &w.tmpl.Spec.Containers[i]
+			prog := programOf(c.Image)
+			if prog == "" {
+				continue
+			}
+			want := int32(addrPort(t, where, m.containerEnv(t, c)[metricsAddr[prog]]))
+			if port != want {
+				t.Errorf("%s: scrape annotations give port %d, want prometheus.io/scrape \"true\" and port %d (%s, where %s serves /metrics)", where, port, want, metricsAddr[prog], prog)
+			}
+		}
+	}
+	if scraped < len(metricsAddr) {
+		t.Errorf("%d workloads are scraped, want at least the %d AMS services", scraped, len(metricsAddr))
 	}
 }
 

@@ -174,6 +174,9 @@ func checkNetworkPolicies(t *testing.T, m *manifests, ns string) {
 	ingressNginx := endpoint{name: "ingress-nginx", ns: "ingress-nginx",
 		nsLabels: map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"},
 		labels:   map[string]string{"app.kubernetes.io/name": "ingress-nginx"}}
+	prometheus := endpoint{name: "prometheus", ns: "monitoring",
+		nsLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"},
+		labels:   map[string]string{"app.kubernetes.io/name": "prometheus"}}
 	kubeDNS := endpoint{name: "kube-dns", ns: "kube-system",
 		nsLabels: map[string]string{"kubernetes.io/metadata.name": "kube-system"},
 		labels:   map[string]string{"k8s-app": "kube-dns"}}
@@ -193,6 +196,7 @@ func checkNetworkPolicies(t *testing.T, m *manifests, ns string) {
 	}{
 		// What AMS needs.
 		{ingressNginx, pods["gateway"], 8080, tcp, true},
+		{ingressNginx, pods["gateway"], 9090, tcp, true}, // gRPC (ams.v1)
 		{pods["gateway"], pods["account"], 7001, tcp, true},
 		{pods["gateway"], pods["link"], 7002, tcp, true},
 		{pods["gateway"], pods["nats"], 4222, tcp, true},
@@ -202,6 +206,13 @@ func checkNetworkPolicies(t *testing.T, m *manifests, ns string) {
 		{pods["gateway"], kubeDNS, 53, corev1.ProtocolUDP, true},
 		{pods["account"], kubeDNS, 53, tcp, true},
 		// What nothing needs.
+		{internet, pods["gateway"], 9090, tcp, false},
+		{ingressNginx, pods["account"], 7101, tcp, false},
+		{prometheus, pods["gateway"], 9090, tcp, false},
+		{prometheus, pods["account"], 7001, tcp, false},
+		{prometheus, pods["link"], 7002, tcp, false},
+		{prometheus, pods["nats"], 4222, tcp, false},
+		{pods["gateway"], pods["account"], 7101, tcp, false},
 		{ingressNginx, pods["account"], 7001, tcp, false},
 		{ingressNginx, pods["nats"], 4222, tcp, false},
 		{internet, pods["gateway"], 8080, tcp, false},
@@ -220,6 +231,13 @@ func checkNetworkPolicies(t *testing.T, m *manifests, ns string) {
 				verb = "allows"
 			}
 			t.Errorf("NetworkPolicies %s %s -> %s:%d/%s", verb, c.from.name, c.to.name, c.port, c.proto)
+		}
+	}
+	// Prometheus (namespace monitoring) reaches every port the scrape
+	// annotations name.
+	for _, w := range m.workloads() {
+		if port := scrapePort(t, w); port != 0 && !ev.allowed(prometheus, pods[w.name], port, tcp) {
+			t.Errorf("NetworkPolicies block prometheus -> %s:%d, which its scrape annotations name", w.name, port)
 		}
 	}
 }
