@@ -54,7 +54,9 @@ type conv struct {
 	// gateway has applied or written. It outlives the stream's entry, so
 	// the watch's late echo of an older record (a join this gateway wrote
 	// just before a leave) cannot announce the stream again.
-	recRev    map[string]uint64
+	recRev map[string]uint64
+	// revCh is closed and replaced whenever recRev moves (waitRev).
+	revCh     chan struct{}
 	streams   map[string]*stream
 	conns     map[*Conn]struct{}
 	observers int
@@ -71,7 +73,7 @@ func newConv(h *Hub, info *admission.Conversation) *conv {
 	return &conv{
 		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {}, tick: 1,
 		streams: map[string]*stream{}, conns: map[*Conn]struct{}{}, pending: map[string][]pendingEvent{},
-		recRev: map[string]uint64{},
+		recRev: map[string]uint64{}, revCh: make(chan struct{}),
 	}
 }
 
@@ -429,7 +431,35 @@ func (c *conv) noteRev(streamID string, rev uint64) bool {
 		return false
 	}
 	c.recRev[streamID] = rev
+	close(c.revCh)
+	c.revCh = make(chan struct{})
 	return true
+}
+
+// waitRev waits until this gateway has applied the stream's record up to
+// revision rev, so that what it writes next cannot hide an earlier
+// incarnation of the stream from its local readers. It gives up after a
+// bound (the watch may lag under load); callers proceed either way.
+func (c *conv) waitRev(ctx context.Context, streamID string, rev uint64) {
+	deadline := time.NewTimer(2 * time.Second)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		done := c.recRev[streamID] >= rev
+		ch := c.revCh
+		c.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			c.hub.log.Warn("presence watch behind; joining anyway", "conversation_id", c.id, "stream_id", streamID)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // onRecord applies a presence record; c.mu is held.

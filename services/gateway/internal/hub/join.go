@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,9 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
+
+// maxJoinAttempts bounds a join's compare-and-set retries on its record.
+const maxJoinAttempts = 20
 
 var (
 	goingAway    = wireerr.GoingAway
@@ -227,8 +231,17 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 	defer jl.Unlock()
 	probe := c.newStream(sid)
 	for attempt := 0; ; attempt++ {
-		if attempt == 5 {
+		if attempt == maxJoinAttempts {
 			return wireerr.New(wireerr.Internal, "stream record kept changing")
+		}
+		if attempt > 0 {
+			// Concurrent connects of one stream on several gateways race
+			// on its record; back off a little, with jitter, and retry.
+			select {
+			case <-time.After(time.Duration(attempt) * time.Duration(1+rand.IntN(5)) * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		if err := c.admit(sid, req); err != nil {
 			return err
@@ -236,6 +249,9 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 		rec, rev, exists, err := presence.Get(ctx, h.plane.Presence, probe.key)
 		if err != nil {
 			return wireerr.New(wireerr.Internal, "read stream record")
+		}
+		if exists {
+			c.waitRev(ctx, sid, rev)
 		}
 		resumed := exists && rec.State == presence.Live && h.withinGrace(rec.Gateway)
 		if exists && !resumed {
@@ -405,6 +421,9 @@ func (h *Hub) takeOver(ctx context.Context, c *conv, sid, gw string, epoch uint6
 // names that holder, and returns the final seq.
 func (h *Hub) markLeft(ctx context.Context, s *stream, gw string, epoch, known uint64) uint64 {
 	final := known
+	if h.live.Alive(gw) {
+		return final // heard from again: not gone after all
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		rec, rev, ok, err := presence.Get(ctx, h.plane.Presence, s.key)
 		if err != nil || !ok || rec.State != presence.Live || rec.Gateway != gw || rec.Epoch != epoch {

@@ -159,7 +159,8 @@ func (l *Liveness) Alive(gateway string) bool {
 
 // GoneSince reports whether a gateway is gone and since when: its sign-off,
 // or its last heartbeat when it fell silent. The grace of its streams runs
-// from that time. A gateway never seen is gone since forever.
+// from that time. A gateway named before it was ever heard from gets the
+// dead-after time from that first mention.
 func (l *Liveness) GoneSince(gateway string) (time.Time, bool) {
 	if gateway == l.self {
 		return time.Time{}, false
@@ -171,7 +172,12 @@ func (l *Liveness) GoneSince(gateway string) (time.Time, bool) {
 	}
 	t, ok := l.seen[gateway]
 	if !ok {
-		return time.Time{}, true
+		// Named by a record before its first heartbeat reached this
+		// gateway (a gateway that just started, or a watch that runs
+		// ahead of the heartbeats): it gets the dead-after time from now
+		// to be heard, like any silent gateway.
+		l.seen[gateway] = time.Now()
+		return time.Time{}, false
 	}
 	if time.Since(t) >= l.deadAfter {
 		return t, true
