@@ -63,8 +63,14 @@ func expectTokens(t *testing.T, c *client, streamID string, from, n int, data fu
 // participants across them.
 func TestC51TwoGatewayProcesses(t *testing.T) {
 	sys := gwtest.Start(t, gwtest.Options{Gateways: -1})
-	gw1 := gwtest.StartGatewayProcess(t, sys, "gw1")
-	gw2 := gwtest.StartGatewayProcess(t, sys, "gw2")
+	// Each reader's outbound queue holds the whole burst below: this test
+	// is about completeness and order across gateways, and a reader the
+	// machine's load slows down must not be closed as a slow consumer
+	// (4290 has tests of its own: TestC46SlowConsumer and
+	// TestC46SlowReaderResumesLossless).
+	queue := "AMS_GATEWAY_QUEUE_FRAMES=16384"
+	gw1 := gwtest.StartGatewayProcess(t, sys, "gw1", queue)
+	gw2 := gwtest.StartGatewayProcess(t, sys, "gw2", queue)
 
 	_, credA := createAccount(t, gw1.URL, "ann")
 	_, credB := createAccount(t, gw2.URL, "ben")
