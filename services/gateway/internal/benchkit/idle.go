@@ -134,6 +134,7 @@ func Idle(ctx context.Context, env *Env, p IdleParams) error {
 	t.Row("RSS before → after", mib(raw.before)+" → "+mib(raw.after), mib(rssBefore)+" → "+mib(rssAfter), "")
 	t.Row("RSS per connection", kib(raw.perConn()), kib(perConn), ratio(perConn, raw.perConn()))
 	t.Row("Go heap in use per connection", "–", kib((mAfter["go_memstats_heap_inuse_bytes"]-mBefore["go_memstats_heap_inuse_bytes"])/float64(n)), "")
+	t.Row("goroutine stacks per connection", "–", kib((mAfter["go_memstats_stack_inuse_bytes"]-mBefore["go_memstats_stack_inuse_bytes"])/float64(n)), "")
 	t.Row("goroutines per connection", "–", fmt.Sprintf("%.2f", (mAfter["go_goroutines"]-mBefore["go_goroutines"])/float64(n)), "")
 	t.Row("connect rate (connections/s)", rate(float64(n)/raw.connect.Seconds()), rate(float64(n)/connectTime.Seconds()), ratio(float64(n)/connectTime.Seconds(), float64(n)/raw.connect.Seconds()))
 	if capped != "" {

@@ -211,3 +211,6 @@ func (p *Process) Stop() error {
 	})
 	return err
 }
+
+// Pid is the process id of the gateway.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
