@@ -287,7 +287,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	_ = g.adm.Keys.Refresh(sctx)
 	cancel()
 
-	admitter := &wsconn.Admitter{Auth: g.auth, Admission: g.adm}
+	admitter := &wsconn.Admitter{Auth: g.auth, Admission: g.adm, Log: log}
 	mcpSrv, err := mcpserver.New(ctx, mcpserver.Config{
 		Log: log, Gateway: cfg.Name, Hub: g.hub, Auth: g.auth, Admission: g.adm, Deriver: deriver,
 		Links: links, NATS: g.nc, Replicas: cfg.Data.Replicas, Memory: cfg.Data.Memory,

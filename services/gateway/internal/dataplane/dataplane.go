@@ -228,6 +228,7 @@ func (p *Plane) create(ctx context.Context) (handles, error) {
 		MaxBytes:          p.cfg.MaxBytes,
 		Duplicates:        duplicatesWindow,
 		AllowDirect:       true,
+		MaxConsumers:      MaxConsumers,
 	})
 	if err != nil {
 		return h, fmt.Errorf("create events stream: %w", err)
@@ -260,6 +261,9 @@ func (p *Plane) create(ctx context.Context) (handles, error) {
 	if err != nil {
 		return h, fmt.Errorf("create presence bucket: %w", err)
 	}
+	if err := p.raiseMaxConsumers(ctx, "KV_"+PresenceBucket); err != nil {
+		return h, fmt.Errorf("configure presence bucket: %w", err)
+	}
 	h.gateways, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      GatewaysBucket,
 		Description: "AMS gateway heartbeats",
@@ -283,6 +287,30 @@ func (p *Plane) create(ctx context.Context) (handles, error) {
 		return h, fmt.Errorf("create observers bucket: %w", err)
 	}
 	return h, nil
+}
+
+// MaxConsumers bounds the consumers of the events stream and of the
+// presence bucket. Every conversation a gateway serves watches its
+// presence records (one consumer per conversation and gateway) and every
+// resume in progress reads the events stream: the server's default of
+// 1,000 consumers per stream would cap a deployment at 1,000 conversations.
+const MaxConsumers = 1_000_000
+
+// raiseMaxConsumers sets MaxConsumers on a bucket's stream, which the
+// bucket's own configuration cannot express; creating or updating the
+// bucket resets it.
+func (p *Plane) raiseMaxConsumers(ctx context.Context, stream string) error {
+	st, err := p.js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.MaxConsumers == MaxConsumers {
+		return nil
+	}
+	cfg.MaxConsumers = MaxConsumers
+	_, err = p.js.UpdateStream(ctx, cfg)
+	return err
 }
 
 // Config returns the effective configuration.

@@ -67,6 +67,9 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 	c, err := h.acquire(ctx, req.Conversation)
 	if err != nil {
 		h.releaseQuota(req.AccountID)
+		if _, ok := wireerr.As(err); !ok && ctx.Err() == nil {
+			return nil, h.internal(req.Conversation.ID, "serve conversation", err)
+		}
 		return nil, err
 	}
 	conn := &Conn{
@@ -109,7 +112,7 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 func (h *Hub) joinObserver(ctx context.Context, c *conv, conn *Conn, cursor *connreq.Cursor) error {
 	others, err := h.otherObservers(ctx, c.id)
 	if err != nil {
-		return wireerr.New(wireerr.Internal, "count observers")
+		return h.internal(c.id, "count observers", err)
 	}
 	c.mu.Lock()
 	if c.observers+others >= h.cfg.MaxObservers {
@@ -232,7 +235,7 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 	probe := c.newStream(sid)
 	for attempt := 0; ; attempt++ {
 		if attempt == maxJoinAttempts {
-			return wireerr.New(wireerr.Internal, "stream record kept changing")
+			return h.internal(c.id, "stream record kept changing", nil)
 		}
 		if attempt > 0 {
 			// Concurrent connects of one stream on several gateways race
@@ -248,7 +251,7 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 		}
 		rec, rev, exists, err := presence.Get(ctx, h.plane.Presence, probe.key)
 		if err != nil {
-			return wireerr.New(wireerr.Internal, "read stream record")
+			return h.internal(c.id, "read stream record", err)
 		}
 		if exists {
 			c.waitRev(ctx, sid, rev)
@@ -277,7 +280,7 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 		}
 		last, err := h.lastSeq(ctx, c.id, sid, rec.LastSeq)
 		if err != nil {
-			return wireerr.New(wireerr.Internal, "read stream history")
+			return h.internal(c.id, "read stream history", err)
 		}
 		next := presence.Record{
 			StreamID: sid, Name: req.StreamName, Owner: req.AccountID,
@@ -302,7 +305,7 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 			continue
 		}
 		if err != nil {
-			return wireerr.New(wireerr.Internal, "write stream record")
+			return h.internal(c.id, "write stream record", err)
 		}
 		if next.Order == 0 {
 			next.Order = newRev
@@ -621,4 +624,15 @@ func fnv32(s string) uint32 {
 		h *= 16777619
 	}
 	return h
+}
+
+// internal logs the cause of an internal error (a store or NATS failure;
+// never a payload or a secret) and returns the close code for the client.
+func (h *Hub) internal(conversationID, what string, err error) error {
+	if err != nil {
+		h.log.Error("join failed: "+what, "conversation_id", conversationID, "err", err)
+	} else {
+		h.log.Error("join failed: "+what, "conversation_id", conversationID)
+	}
+	return wireerr.New(wireerr.Internal, what)
 }

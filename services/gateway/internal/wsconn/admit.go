@@ -12,6 +12,7 @@ package wsconn
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -28,6 +29,8 @@ import (
 type Admitter struct {
 	Auth      *authcache.Cache
 	Admission *admission.Checker
+	// Log records the causes of internal errors; nil: not logged.
+	Log *slog.Logger
 }
 
 // Authorized is the outcome of checks 1–4: the conversation, the link that
@@ -57,7 +60,7 @@ func (a *Admitter) Authorize(ctx context.Context, ns, alias string, raw *connreq
 		return out, wireerr.New(wireerr.ConversationNotFound, "no such conversation")
 	}
 	if err != nil {
-		return out, internal(err)
+		return out, a.internal(err)
 	}
 	out.Conversation = conv
 	// 3. The token.
@@ -71,7 +74,7 @@ func (a *Admitter) Authorize(ctx context.Context, ns, alias string, raw *connreq
 	case errors.Is(err, admission.ErrInvalid):
 		return out, wireerr.New(wireerr.InvalidMagicLink, "the link token is not valid for this conversation")
 	default:
-		return out, internal(err)
+		return out, a.internal(err)
 	}
 	// 4. The credential.
 	if raw.BearerWithoutProtocol {
@@ -84,7 +87,7 @@ func (a *Admitter) Authorize(ctx context.Context, ns, alias string, raw *connreq
 			if we, ok := wireerr.As(err); ok && we.Code.Name == wireerr.InvalidCredential.Name {
 				return out, we
 			}
-			return out, internal(err)
+			return out, a.internal(err)
 		}
 		out.AccountID = acc.ID
 	case !optionalCredential:
@@ -127,9 +130,12 @@ func (a *Admitter) Admit(ctx context.Context, ns, alias string, raw *connreq.Raw
 
 // internal maps an unexpected admission failure: a backing service that
 // cannot answer is an internal error for this connection.
-func internal(err error) error {
+func (a *Admitter) internal(err error) error {
 	if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
 		return we
+	}
+	if a.Log != nil {
+		a.Log.Error("admission failed", "err", err)
 	}
 	return wireerr.New(wireerr.Internal, "admission failed")
 }
