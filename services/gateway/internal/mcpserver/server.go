@@ -657,11 +657,13 @@ func (s *Server) publicBase(r *http.Request) string {
 }
 
 // decodeMessages reads a JSON-RPC message or a non-empty batch of them.
+// The whole body must be one JSON value: the SDK's decoder stops after
+// the first value and would ignore what follows it.
 func decodeMessages(body []byte) ([]jsonrpc.Message, bool) {
-	t := bytes.TrimSpace(body)
-	if len(t) == 0 {
+	if !json.Valid(body) {
 		return nil, false
 	}
+	t := bytes.TrimSpace(body)
 	var raws []json.RawMessage
 	if t[0] == '[' {
 		if json.Unmarshal(t, &raws) != nil || len(raws) == 0 {
