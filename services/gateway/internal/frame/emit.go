@@ -17,7 +17,8 @@ var (
 
 // DecodeEmitBody reads the body of an HTTP emit (spec 5.3): exactly one of
 // {"data": string} or {"tokens": [string, …]}, with the decoder's rules for
-// strings (an unpaired surrogate is bad Unicode; "" is a valid token).
+// strings (an unpaired surrogate is bad Unicode; "" is a valid token) and
+// for members (keys compare unescaped; the last of repeated keys wins).
 func DecodeEmitBody(b []byte) ([]string, error) {
 	if !utf8.Valid(b) {
 		return nil, errEmitJSON
@@ -27,8 +28,25 @@ func DecodeEmitBody(b []byte) ([]string, error) {
 	if err != nil || skipSpace(b, end) != len(b) || b[i] != '{' {
 		return nil, errEmitJSON
 	}
-	data, hasData := Member(b[i:end], "data")
-	list, hasList := Member(b[i:end], "tokens")
+	var data, list []byte
+	var hasData, hasList bool
+	obj := b[i:end]
+	for j := skipSpace(obj, 1); j < len(obj) && obj[j] != '}'; {
+		ke, _ := skipString(obj, j)
+		key := obj[j:ke]
+		j = skipSpace(obj, skipSpace(obj, ke)+1) // past ':'
+		ve, _ := skipValue(obj, j, 1)
+		switch {
+		case keyIs(key, "data"):
+			data, hasData = obj[j:ve], true
+		case keyIs(key, "tokens"):
+			list, hasList = obj[j:ve], true
+		}
+		j = skipSpace(obj, ve)
+		if j < len(obj) && obj[j] == ',' {
+			j = skipSpace(obj, j+1)
+		}
+	}
 	if hasData == hasList {
 		return nil, errEmitData
 	}
@@ -76,6 +94,17 @@ func DecodeEmitBody(b []byte) ([]string, error) {
 		return nil, errEmitData
 	}
 	return out, nil
+}
+
+// keyIs reports whether a validated key literal (quotes included) names
+// name once unescaped, as the frame decoder compares keys; a key with an
+// unpaired surrogate escape names nothing.
+func keyIs(key []byte, name string) bool {
+	if !hasEscape(key) {
+		return string(key[1:len(key)-1]) == name
+	}
+	u, err := unquote(key)
+	return err == nil && u == name
 }
 
 // TypeOf returns the `type` of a frame encoded by this package.

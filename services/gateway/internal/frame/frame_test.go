@@ -204,6 +204,13 @@ func TestDecodeEmitBody(t *testing.T) {
 		{`{"data":""}`, []string{""}},
 		{`{"tokens":["a","\ud83d\ude00",""]}`, []string{"a", "😀", ""}},
 		{` {"tokens":["a"],"extra":1} `, []string{"a"}},
+		// Members as the WebSocket decoder reads them: keys unescaped, the
+		// last of repeated keys winning.
+		{`{"d\u0061ta":"x"}`, []string{"x"}},
+		{`{"\u0074okens":["a","b"]}`, []string{"a", "b"}},
+		{`{"data":"first","data":"last"}`, []string{"last"}},
+		{`{"data":1,"d\u0061ta":"ok"}`, []string{"ok"}},
+		{`{"tokens":"a","tokens":["b"]}`, []string{"b"}},
 	}
 	for _, tt := range ok {
 		got, err := DecodeEmitBody([]byte(tt.body))
@@ -224,6 +231,10 @@ func TestDecodeEmitBody(t *testing.T) {
 		{`{"tokens":["a",2]}`, "invalid_token_data"},
 		{`{"tokens":[` + strings.Repeat(`"a",`, 256) + `"a"]}`, "invalid_token_data"},
 		{`{"data":"` + strings.Repeat("a", MaxData+1) + `"}`, "token_too_large"},
+		{`{"data":"ok","data":1}`, "invalid_token_data"},
+		{`{"data":"x","t\u006fkens":["y"]}`, "invalid_token_data"},
+		{`{"d\ud800ata":"x"}`, "invalid_token_data"},
+		{`{"Data":"x"}`, "invalid_token_data"},
 	}
 	for _, tt := range bad {
 		_, err := DecodeEmitBody([]byte(tt.body))
