@@ -269,3 +269,17 @@ func TestDecodeIntoViewsData(t *testing.T) {
 		t.Fatalf("%q %v", got, err)
 	}
 }
+
+func TestDecodeString(t *testing.T) {
+	ok := map[string]string{`""`: "", `"a\nb"`: "a\nb", `"\ud83d\ude00"`: "😀", `"\u00fc"`: "ü", "\"ü\"": "ü"}
+	for lit, want := range ok {
+		if got, ok := DecodeString([]byte(lit)); !ok || got != want {
+			t.Errorf("DecodeString(%s) = %q, %v; want %q", lit, got, ok, want)
+		}
+	}
+	for _, lit := range []string{`"\ud800"`, `"\udc00"`, `"\ud83d\u0041"`, `"\ud83dx"`, "\"\xff\"", "\"\x01\"", `"a" `, `"a`, `1`, ``, `"\x"`} {
+		if got, ok := DecodeString([]byte(lit)); ok {
+			t.Errorf("DecodeString(%q) = %q, accepted", lit, got)
+		}
+	}
+}

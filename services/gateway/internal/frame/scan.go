@@ -292,6 +292,22 @@ func unquote(lit []byte) (string, error) {
 	return string(out), nil
 }
 
+// DecodeString decodes one JSON string literal (quotes included, nothing
+// around it) by the decoder's rules for text that matters: valid UTF-8
+// without control characters, valid escapes, and no unpaired surrogate
+// escape (encoding/json would replace one with U+FFFD). ok is false
+// otherwise. Other transports use it to read strings as frames are read.
+func DecodeString(lit []byte) (s string, ok bool) {
+	if len(lit) == 0 || lit[0] != '"' {
+		return "", false
+	}
+	if end, err := skipString(lit, 0); err != nil || end != len(lit) {
+		return "", false
+	}
+	s, err := unquote(lit)
+	return s, err == nil
+}
+
 // Member returns the raw value of a top-level member of a JSON object, for
 // frames this package encoded (which are valid JSON without escaped keys).
 func Member(obj []byte, name string) ([]byte, bool) {

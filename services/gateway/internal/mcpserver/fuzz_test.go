@@ -159,7 +159,9 @@ var toolCodes = map[string]bool{"invalid_arguments": true, wireerr.InvalidStream
 // FuzzToolArguments: any tool arguments either fail as a domain error of
 // the argument checks, reaching nothing, or reach the session's one
 // operation of that tool checked: arguments other than an object (or
-// null) refused; data exactly the string sent, within 64 KiB; metadata
+// null) refused; data exactly the string sent, within 64 KiB, and read as
+// a WebSocket token frame reads it (so never from an unpaired surrogate
+// escape or invalid UTF-8); metadata
 // the exact text of a JSON object within 16 KiB; the wait as asked,
 // within 25 s; a target's and a join's stream name valid; a join's
 // identity in its own normal form and its filter at most 100 distinct
@@ -171,6 +173,7 @@ func FuzzToolArguments(f *testing.F) {
 		`{"stream_name":"bad name"}`, `{"peer_identity":{"kind":"robot"}}`, `null`, `[]`, `{"data":1}`, `{"metadata":[]}`,
 		`{"wait_ms":1.5}`, `{"wait_ms":25000,"max_wait_ms":1}`, `{"max_wait_ms":1e3}`, `{"data":"x","stream_name":null}`,
 		`{"stream_metadata":{ "a" : 1 } ,"subscribe_streams":["a","a"],"peer_identity":{"kind":"human","model":null}}`,
+		`{"data":"\ud800"}`, `{"data":"\ud83d\ude00","d\u0061ta":"\udc00x"}`, "{\"data\":\"\xff\"}",
 	} {
 		for tool := range uint8(6) {
 			f.Add(tool, []byte(s))
@@ -217,6 +220,17 @@ func FuzzToolArguments(f *testing.F) {
 		case ToolSend:
 			if len(*h.sent) > frame.MaxData || *h.sent != refString(ref, "data") {
 				t.Fatalf("sent %d bytes %q from %q", len(*h.sent), *h.sent, args)
+			}
+			// The WebSocket decoder reads the same data the same way.
+			msg := append(append([]byte(`{"type":"token","data":`), ref["data"]...), '}')
+			err := frame.Decode(msg, false, func(c *frame.Client) error {
+				if c.Data != *h.sent {
+					t.Fatalf("sent %q, a token frame reads %q", *h.sent, c.Data)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("sent %q from %q, a token frame is refused: %v", *h.sent, args, err)
 			}
 		case ToolSetMetadata:
 			md := *h.md

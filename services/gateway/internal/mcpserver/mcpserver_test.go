@@ -1,12 +1,16 @@
 package mcpserver
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
 )
 
 func TestNotificationIsFrameMinusType(t *testing.T) {
@@ -137,6 +141,29 @@ func TestParseMagicLink(t *testing.T) {
 	}
 	if _, _, _, ok := parseMagicLink("http://h/acme/conversations/room/connect?t=x"); ok {
 		t.Fatal("a derived URL parsed as a magic link")
+	}
+}
+
+// ams_send reads data as a WebSocket token frame's data is read: an
+// unpaired surrogate escape, which encoding/json would turn into U+FFFD,
+// is refused (invalid_arguments, the tool form of malformed_frame).
+func TestSendRefusesLoneSurrogates(t *testing.T) {
+	t.Parallel()
+	for _, args := range []string{`{"data":"\ud800"}`, `{"data":"a\udc00"}`, `{"data":"\ud83d\u0041"}`, `{"data":"\ud83d"}`, "{\"data\":\"\xff\"}"} {
+		h := &stubHost{buf: newBuffer()}
+		_, err := runTool(context.Background(), h, ToolSend, json.RawMessage(args))
+		var te *toolError
+		if !errors.As(err, &te) || te.Code != "invalid_arguments" || len(h.calls) != 0 {
+			t.Errorf("%s: %v, calls %v; want invalid_arguments", args, err, h.calls)
+		}
+		msg := append([]byte(`{"type":"token","data":`), args[len(`{"data":`):]...)
+		if werr := frame.Decode(msg, false, func(*frame.Client) error { return nil }); werr == nil {
+			t.Errorf("%s: the WebSocket decoder accepts it", msg)
+		}
+	}
+	h := &stubHost{buf: newBuffer()}
+	if _, err := runTool(context.Background(), h, ToolSend, json.RawMessage(`{"data":"\ud83d\ude00 \u00fc"}`)); err != nil || *h.sent != "😀 ü" {
+		t.Fatalf("a surrogate pair: %v, sent %v", err, h.sent)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -282,7 +281,7 @@ func runTool(ctx context.Context, h host, name string, raw json.RawMessage) ([]b
 	case ToolSend:
 		data, present, ok := argString(args, "data")
 		if !ok || !present {
-			return nil, invalidArgs("data must be a string")
+			return nil, invalidArgs("data must be a string of valid Unicode")
 		}
 		if len(data) > frame.MaxData {
 			return nil, domainErr(wireerr.TokenTooLarge.Name, "data is over 65536 bytes")
@@ -392,13 +391,17 @@ func parseJoin(args map[string]json.RawMessage) (*joinArgs, error) {
 }
 
 // argString reads an optional string: present false when absent or null;
-// ok false when of another type.
+// ok false when of another type or not valid Unicode. It reads the string
+// as the frame decoder does, so an unpaired surrogate escape or invalid
+// UTF-8, which encoding/json would quietly turn into U+FFFD, is refused as
+// over WebSocket and HTTP.
 func argString(args map[string]json.RawMessage, k string) (v string, present, ok bool) {
 	raw, has := args[k]
 	if !has || string(raw) == "null" {
 		return "", false, true
 	}
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &v) != nil || !utf8.ValidString(v) {
+	v, ok = frame.DecodeString(raw)
+	if !ok {
 		return "", true, false
 	}
 	return v, true, true
