@@ -283,3 +283,29 @@ func TestDecodeString(t *testing.T) {
 		}
 	}
 }
+
+// ValidMetadata accepts exactly the metadata a set_metadata frame does:
+// the frame's object counts toward the nesting bound.
+func TestValidMetadata(t *testing.T) {
+	nested := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	for _, tt := range []struct {
+		md   string
+		want bool
+	}{
+		{`{}`, true}, {`{"a":[1,{"b":"\ud800"}]}`, true}, {`{"n":1e999999999}`, true},
+		{nested(maxDepth - 1), true}, {nested(maxDepth), false}, {`[]`, false},
+		{`{"a":1}{}`, false}, {"{\"a\":\"\xff\"}", false}, {`{"a":}`, false}, {``, false},
+	} {
+		if got := ValidMetadata([]byte(tt.md)); got != tt.want {
+			t.Errorf("ValidMetadata(%.40s) = %v, want %v", tt.md, got, tt.want)
+		}
+		msg := `{"type":"set_metadata","metadata":` + tt.md + `}`
+		err := Decode([]byte(msg), false, func(*Client) error { return nil })
+		if (err == nil) != tt.want {
+			t.Errorf("a set_metadata frame with %.40s: %v, want accepted %v", tt.md, err, tt.want)
+		}
+	}
+	if ValidMetadata([]byte(" {}")) || ValidMetadata([]byte("{} ")) {
+		t.Error("metadata with space around it accepted: callers trim it")
+	}
+}

@@ -308,6 +308,19 @@ func DecodeString(lit []byte) (s string, ok bool) {
 	return s, err == nil
 }
 
+// ValidMetadata reports whether md, with no space around it, is what the
+// decoder accepts as the `metadata` of a set_metadata frame: a JSON object
+// of valid UTF-8, nested no deeper than it may be inside that frame (the
+// frame's own object counting toward maxDepth). Its size is checked apart.
+// Other transports use it so that the same metadata is accepted everywhere.
+func ValidMetadata(md []byte) bool {
+	if len(md) == 0 || md[0] != '{' || !utf8.Valid(md) {
+		return false
+	}
+	end, err := skipValue(md, 0, 1)
+	return err == nil && end == len(md)
+}
+
 // Member returns the raw value of a top-level member of a JSON object, for
 // frames this package encoded (which are valid JSON without escaped keys).
 func Member(obj []byte, name string) ([]byte, bool) {

@@ -1,11 +1,9 @@
 package httpstream
 
 import (
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
-	"unicode/utf8"
 
 	"github.com/amsrouter/ams/services/gateway/internal/connreq"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
@@ -58,9 +56,9 @@ func (h *Emit) serve(w http.ResponseWriter, r *http.Request) error {
 		return wireerr.New(wireerr.StreamNotLive, "no live stream of that name for this account")
 	}
 	if h.Metadata {
-		md, ok := metadataObject(body)
-		if !ok {
-			return wireerr.New(wireerr.InvalidMetadata, "the body must be a JSON object of at most 16 KiB")
+		md, err := decodeMetadataBody(body)
+		if err != nil {
+			return err
 		}
 		req.SetMetadata, req.Metadata = true, md
 	} else {
@@ -96,8 +94,22 @@ func (h *Emit) serve(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusAccepted, o.End())
 }
 
+var errMetadataBody = wireerr.New(wireerr.InvalidMetadata, "the body must be a JSON object of at most 16 KiB, nested at most 255 deep")
+
+// decodeMetadataBody reads a set-metadata body (spec 5.3): 400
+// invalid_metadata unless metadataObject accepts it.
+func decodeMetadataBody(body []byte) (string, error) {
+	md, ok := metadataObject(body)
+	if !ok {
+		return "", errMetadataBody
+	}
+	return md, nil
+}
+
 // metadataObject checks a set-metadata body: a JSON object of at most
-// 16 KiB, kept as its exact text (surrounding whitespace trimmed).
+// 16 KiB that a WebSocket set_metadata frame would accept as its metadata
+// (valid UTF-8, within the frame decoder's nesting bound), kept as its
+// exact text (surrounding whitespace trimmed).
 func metadataObject(body []byte) (string, bool) {
 	raw := body
 	for len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t' || raw[0] == '\n' || raw[0] == '\r') {
@@ -106,10 +118,7 @@ func metadataObject(body []byte) (string, bool) {
 	for len(raw) > 0 && (raw[len(raw)-1] == ' ' || raw[len(raw)-1] == '\t' || raw[len(raw)-1] == '\n' || raw[len(raw)-1] == '\r') {
 		raw = raw[:len(raw)-1]
 	}
-	if len(raw) == 0 || raw[0] != '{' || len(raw) > frame.MaxMetadata {
-		return "", false
-	}
-	if !utf8.Valid(raw) || !json.Valid(raw) {
+	if len(raw) > frame.MaxMetadata || !frame.ValidMetadata(raw) {
 		return "", false
 	}
 	return string(raw), true
