@@ -275,35 +275,52 @@ func FuzzToolArguments(f *testing.F) {
 }
 
 // FuzzParseMagicLink: a magic_link argument is split into its path's
-// namespace and alias and its token (which admission then checks): ok
-// only for a URL whose path is exactly /{ns}/conversations/{alias}, with
-// at most one slash around it; never an empty or multi-segment name; and
-// the parts rebuilt into a link read back the same.
+// namespace and alias and its token (which admission then checks), as the
+// gRPC x-ams-magic-link is: ok only for a URL (space around it ignored)
+// whose path, less one trailing slash, ends /{ns}/conversations/{alias}
+// after any prefix; never an empty or multi-segment name; and the parts
+// rebuilt into a link, with or without a prefix, read back the same.
 func FuzzParseMagicLink(f *testing.F) {
 	for _, s := range []string{"http://h/ns/conversations/room?t=tok", "https://h/base/ns/conversations/room/?t=x",
 		"ns/conversations/room?t=x", "http://h/ns/conversations/room", "http://h/NS/conversations/room?t=x", "%zz", "",
-		"http://h/a%2Fb/conversations/c?t=x", "http://h//conversations/c?t=x", "http://h/a/conversations/c?t=a%2Bb&t=2"} {
+		"http://h/a%2Fb/conversations/c?t=x", "http://h//conversations/c?t=x", "http://h/a/conversations/c?t=a%2Bb&t=2",
+		"http://h/ns/conversations/room/connect?t=x", " http://h/p/q/ns/conversations/room//?t=x "} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, link string) {
 		ns, alias, token, ok := parseMagicLink(link)
-		if !ok {
-			if ns != "" || alias != "" || token != "" {
-				t.Fatalf("%q refused with parts %q %q %q", link, ns, alias, token)
+		// The model: the last "/conversations/" of the path less one
+		// trailing slash, a non-empty segment before it that follows a
+		// slash, one non-empty segment after it.
+		var wantNS, wantAlias, wantToken string
+		wantOK := false
+		if u, err := url.Parse(strings.TrimSpace(link)); err == nil {
+			path := strings.TrimSuffix(u.Path, "/")
+			if i := strings.LastIndex(path, "/conversations/"); i > 0 {
+				j := strings.LastIndex(path[:i], "/")
+				wantNS, wantAlias = path[j+1:i], path[i+len("/conversations/"):]
+				wantOK = j >= 0 && wantNS != "" && wantAlias != "" && !strings.Contains(wantAlias, "/")
+				wantToken = u.Query().Get("t")
 			}
+		}
+		if !wantOK {
+			wantNS, wantAlias, wantToken = "", "", ""
+		}
+		if ok != wantOK || ns != wantNS || alias != wantAlias || token != wantToken {
+			t.Fatalf("%q: %q %q %q %v, want %q %q %q %v", link, ns, alias, token, ok, wantNS, wantAlias, wantToken, wantOK)
+		}
+		if !ok {
 			return
 		}
 		if ns == "" || alias == "" || strings.Contains(ns+alias, "/") {
 			t.Fatalf("%q parsed as %q %q %q", link, ns, alias, token)
 		}
-		u, err := url.Parse(link)
-		if err != nil || strings.Trim(u.Path, "/") != ns+"/conversations/"+alias || token != u.Query().Get("t") {
-			t.Fatalf("%q parsed as %q %q %q", link, ns, alias, token)
-		}
-		rebuilt := "https://ams.example/" + url.PathEscape(ns) + "/conversations/" + url.PathEscape(alias) + "?t=" + url.QueryEscape(token)
-		ns2, alias2, token2, ok := parseMagicLink(rebuilt)
-		if !ok || ns2 != ns || alias2 != alias || token2 != token {
-			t.Fatalf("%q rebuilt as %q reads %q %q %q", link, rebuilt, ns2, alias2, token2)
+		for _, base := range []string{"https://ams.example", "https://ams.example/prefix/ams"} {
+			rebuilt := base + "/" + url.PathEscape(ns) + "/conversations/" + url.PathEscape(alias) + "?t=" + url.QueryEscape(token)
+			ns2, alias2, token2, ok := parseMagicLink(rebuilt)
+			if !ok || ns2 != ns || alias2 != alias || token2 != token {
+				t.Fatalf("%q rebuilt as %q reads %q %q %q", link, rebuilt, ns2, alias2, token2)
+			}
 		}
 	})
 }

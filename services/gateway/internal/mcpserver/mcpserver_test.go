@@ -133,14 +133,51 @@ func TestAutoSlug(t *testing.T) {
 	}
 }
 
+// Magic links read as over gRPC (x-ams-magic-link): the public URL may
+// have a path prefix (spec 2.3: {base} is the configured public URL).
 func TestParseMagicLink(t *testing.T) {
 	t.Parallel()
 	ns, alias, tok, ok := parseMagicLink("http://h:1/acme/conversations/room?t=abc")
 	if diff := cmp.Diff([]any{"acme", "room", "abc", true}, []any{ns, alias, tok, ok}); diff != "" {
 		t.Fatal(diff)
 	}
-	if _, _, _, ok := parseMagicLink("http://h/acme/conversations/room/connect?t=x"); ok {
-		t.Fatal("a derived URL parsed as a magic link")
+	for _, tc := range []struct{ link, ns, alias, token string }{
+		{"https://host/prefix/acme/conversations/room?t=abc", "acme", "room", "abc"},
+		{"https://host/a/b/acme/conversations/room/?t=x&other=1", "acme", "room", "x"},
+		{" https://h/a/conversations/b?t=x ", "a", "b", "x"},
+		{"https://h/acme/conversations/room", "acme", "room", ""},
+		{"http://h/acme/conversations/connect?t=x", "acme", "connect", "x"},
+	} {
+		ns, alias, tok, ok := parseMagicLink(tc.link)
+		if diff := cmp.Diff([]any{tc.ns, tc.alias, tc.token, true}, []any{ns, alias, tok, ok}); diff != "" {
+			t.Errorf("%q: %s", tc.link, diff)
+		}
+	}
+	for _, link := range []string{"http://h/acme/conversations/room/connect?t=x", "https://h/prefix/acme/conversations/room/streams/s/tokens?t=x",
+		"https://h/acme/rooms/room?t=x", "https://h/conversations/room?t=x", "https://h//conversations/room?t=x",
+		"https://h/acme/conversations/room//?t=x", "acme/conversations/room?t=x", "", "::"} {
+		if ns, alias, tok, ok := parseMagicLink(link); ok || ns+alias+tok != "" {
+			t.Errorf("%q parsed as a magic link: %q %q %q", link, ns, alias, tok)
+		}
+	}
+}
+
+// The stdio server derives its URLs from a magic link by inserting a path
+// suffix, keeping the public URL's prefix.
+func TestParseLinkKeepsPrefix(t *testing.T) {
+	t.Parallel()
+	l, ok := parseLink("https://host/pre%20fix/acme/conversations/room/?t=a+b")
+	if !ok {
+		t.Fatal("refused")
+	}
+	if got, want := l.path("/connect"), "https://host/pre%20fix/acme/conversations/room/connect?t=a+b"; got != want {
+		t.Fatalf("path = %q, want %q", got, want)
+	}
+	if l, ok := parseLink("http://h:1/acme/conversations/room?t=x"); !ok || l.base != "http://h:1" {
+		t.Fatalf("base %q %v", l.base, ok)
+	}
+	if _, ok := parseLink("/acme/conversations/room?t=x"); ok {
+		t.Fatal("a link without a host accepted")
 	}
 }
 

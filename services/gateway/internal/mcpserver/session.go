@@ -285,18 +285,29 @@ func (s *session) heldHere() bool {
 
 // target resolution ---------------------------------------------------------
 
-// parseMagicLink reads {base}/{ns}/conversations/{alias}?t=… (a derived
-// URL with a path suffix is not a magic link).
+// parseMagicLink reads a magic link {base}/{ns}/conversations/{alias}?t=…
+// (spec 2.3) as the gRPC x-ams-magic-link is read: {base} is a public URL
+// and may have a path prefix, one trailing slash is accepted, and space
+// around the link is ignored. A derived URL (a path suffix such as
+// /connect) is not a magic link.
 func parseMagicLink(link string) (ns, alias, token string, ok bool) {
-	u, err := url.Parse(link)
+	_, _, ns, alias, token, ok = splitMagicLink(link)
+	return ns, alias, token, ok
+}
+
+// splitMagicLink is parseMagicLink also returning the parsed URL and the
+// path prefix of {base} ("" when there is none), unescaped.
+func splitMagicLink(link string) (u *url.URL, prefix, ns, alias, token string, ok bool) {
+	u, err := url.Parse(strings.TrimSpace(link))
 	if err != nil {
-		return "", "", "", false
+		return nil, "", "", "", "", false
 	}
-	seg := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(seg) != 3 || seg[1] != "conversations" {
-		return "", "", "", false
+	seg := strings.Split(strings.TrimSuffix(u.Path, "/"), "/")
+	n := len(seg)
+	if n < 4 || seg[n-2] != "conversations" || seg[n-3] == "" || seg[n-1] == "" {
+		return nil, "", "", "", "", false
 	}
-	return seg[0], seg[2], u.Query().Get("t"), true
+	return u, strings.Join(seg[:n-3], "/"), seg[n-3], seg[n-1], u.Query().Get("t"), true
 }
 
 // admitLink checks a magic_link argument.

@@ -133,16 +133,15 @@ type link struct {
 	raw, base, ns, alias, token string
 }
 
+// parseLink reads a magic link; its base keeps the link's path prefix, so
+// derived URLs only insert a suffix before `?` (spec 2.3).
 func parseLink(s string) (link, bool) {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
+	u, prefix, ns, alias, token, ok := splitMagicLink(s)
+	if !ok || u.Host == "" || token == "" {
 		return link{}, false
 	}
-	ns, alias, token, ok := parseMagicLink(s)
-	if !ok || token == "" {
-		return link{}, false
-	}
-	return link{raw: s, base: u.Scheme + "://" + u.Host, ns: ns, alias: alias, token: token}, true
+	base := u.Scheme + "://" + u.Host + (&url.URL{Path: prefix}).EscapedPath()
+	return link{raw: s, base: base, ns: ns, alias: alias, token: token}, true
 }
 
 func (l link) path(suffix string) string {
