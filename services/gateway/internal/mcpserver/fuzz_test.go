@@ -161,8 +161,8 @@ var toolCodes = map[string]bool{"invalid_arguments": true, wireerr.InvalidStream
 // operation of that tool checked: arguments other than an object (or
 // null) refused; data exactly the string sent, within 64 KiB, and read as
 // a WebSocket token frame reads it (so never from an unpaired surrogate
-// escape or invalid UTF-8); metadata
-// the exact text of a JSON object within 16 KiB; the wait as asked,
+// escape or invalid UTF-8); metadata the exact text of a JSON object
+// within 16 KiB that a set_metadata frame takes too; the wait as asked,
 // within 25 s; a target's and a join's stream name valid; a join's
 // identity in its own normal form and its filter at most 100 distinct
 // valid items.
@@ -174,6 +174,7 @@ func FuzzToolArguments(f *testing.F) {
 		`{"wait_ms":1.5}`, `{"wait_ms":25000,"max_wait_ms":1}`, `{"max_wait_ms":1e3}`, `{"data":"x","stream_name":null}`,
 		`{"stream_metadata":{ "a" : 1 } ,"subscribe_streams":["a","a"],"peer_identity":{"kind":"human","model":null}}`,
 		`{"data":"\ud800"}`, `{"data":"\ud83d\ude00","d\u0061ta":"\udc00x"}`, "{\"data\":\"\xff\"}",
+		`{"metadata":` + strings.Repeat(`{"a":`, 256) + "1" + strings.Repeat("}", 256) + `}`, "{\"metadata\":{\"a\":\"\xff\"}}",
 	} {
 		for tool := range uint8(6) {
 			f.Add(tool, []byte(s))
@@ -236,6 +237,11 @@ func FuzzToolArguments(f *testing.F) {
 			md := *h.md
 			if len(md) > frame.MaxMetadata || md == "" || md[0] != '{' || !json.Valid([]byte(md)) || md != string(bytes.TrimSpace(ref["metadata"])) {
 				t.Fatalf("metadata %q from %q", md, args)
+			}
+			// A WebSocket set_metadata frame takes the same metadata.
+			msg := append(append([]byte(`{"type":"set_metadata","metadata":`), md...), '}')
+			if err := frame.Decode(msg, false, func(*frame.Client) error { return nil }); err != nil {
+				t.Fatalf("metadata %q from %q, a set_metadata frame is refused: %v", md, args, err)
 			}
 		case ToolRecv:
 			if h.wait < 0 || h.wait > MaxWaitMS*time.Millisecond || h.wait != refWait(ref) {

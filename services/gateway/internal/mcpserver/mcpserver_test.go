@@ -204,6 +204,35 @@ func TestSendRefusesLoneSurrogates(t *testing.T) {
 	}
 }
 
+// ams_set_metadata takes the metadata a set_metadata frame takes: valid
+// UTF-8, nested at most 255 deep (the frame's object counting toward the
+// frame decoder's bound of 256); anything else is invalid_arguments.
+func TestSetMetadataAsFrame(t *testing.T) {
+	t.Parallel()
+	nested := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	for _, tc := range []struct {
+		md   string
+		code string
+	}{
+		{nested(255), ""}, {`{"n":1e999999999}`, ""}, {`{"a":"\ud800"}`, ""},
+		{nested(256), "invalid_arguments"}, {"{\"a\":\"\xff\"}", "invalid_arguments"},
+	} {
+		h := &stubHost{buf: newBuffer()}
+		_, err := runTool(context.Background(), h, ToolSetMetadata, json.RawMessage(`{"metadata":`+tc.md+`}`))
+		var te *toolError
+		switch {
+		case tc.code == "" && (err != nil || *h.md != tc.md):
+			t.Errorf("%.40s: %v", tc.md, err)
+		case tc.code != "" && (!errors.As(err, &te) || te.Code != tc.code || len(h.calls) != 0):
+			t.Errorf("%.40s: %v, want %s", tc.md, err, tc.code)
+		}
+		werr := frame.Decode([]byte(`{"type":"set_metadata","metadata":`+tc.md+`}`), false, func(*frame.Client) error { return nil })
+		if (werr == nil) != (tc.code == "") {
+			t.Errorf("%.40s: the WebSocket decoder says %v", tc.md, werr)
+		}
+	}
+}
+
 func TestNegotiate(t *testing.T) {
 	t.Parallel()
 	for _, v := range protocolVersions {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -293,7 +294,8 @@ func runTool(ctx context.Context, h host, name string, raw json.RawMessage) ([]b
 		return h.Send(ctx, data, t)
 	case ToolSetMetadata:
 		md, present, ok := argObject(args, "metadata")
-		if !ok || !present {
+		if !ok || !present || !frame.ValidMetadata([]byte(md)) {
+			// As a set_metadata frame's metadata: nested at most 255 deep.
 			return nil, invalidArgs("metadata must be an object")
 		}
 		if len(md) > frame.MaxMetadata {
@@ -407,14 +409,15 @@ func argString(args map[string]json.RawMessage, k string) (v string, present, ok
 	return v, true, true
 }
 
-// argObject reads an optional JSON object and returns its exact text.
+// argObject reads an optional JSON object of valid UTF-8 (as every other
+// transport requires of metadata) and returns its exact text.
 func argObject(args map[string]json.RawMessage, k string) (v string, present, ok bool) {
 	raw, has := args[k]
 	if !has || string(raw) == "null" {
 		return "", false, true
 	}
 	t := bytes.TrimSpace(raw)
-	if len(t) == 0 || t[0] != '{' || !json.Valid(t) {
+	if len(t) == 0 || t[0] != '{' || !utf8.Valid(t) || !json.Valid(t) {
 		return "", true, false
 	}
 	return string(t), true, true
