@@ -2,7 +2,6 @@ package grpcapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/url"
@@ -370,9 +369,10 @@ func (c *call) handle(ctx context.Context, b []byte) error {
 }
 
 // isObject reports whether s is exactly one JSON object, with no space
-// around it: what a WebSocket frame's `metadata` member is.
+// around it, that a WebSocket frame takes as its `metadata` member (so
+// nested no deeper than the frame decoder allows).
 func isObject(s string) bool {
-	return len(s) >= 2 && s[0] == '{' && s[len(s)-1] == '}' && json.Valid([]byte(s))
+	return frame.ValidMetadata([]byte(s))
 }
 
 // discardDisplaced drops input of a displaced connection (spec 4.5): it is

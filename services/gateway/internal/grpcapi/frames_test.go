@@ -1,6 +1,7 @@
 package grpcapi
 
 import (
+	"context"
 	"net/url"
 	"strings"
 	"testing"
@@ -8,11 +9,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	amsv1 "github.com/amsrouter/ams/proto/gen/go/ams/v1"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/internal/timefmt"
+	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
 // Every server frame package frame encodes converts to the message with
@@ -171,11 +174,41 @@ func FuzzParseMagicLink(f *testing.F) {
 func TestIsObject(t *testing.T) {
 	t.Parallel()
 	for s, want := range map[string]bool{`{}`: true, `{"a":[1]}`: true, ` {}`: false, `{} `: false, `[]`: false, `{`: false,
-		`{}{}`: false, `null`: false, ``: false, `"{}"`: false, `{"a":}`: false} {
+		`{}{}`: false, `null`: false, ``: false, `"{}"`: false, `{"a":}`: false,
+		// The WebSocket frame's nesting bound of 256 counts the frame's object.
+		strings.Repeat(`{"a":`, 255) + "1" + strings.Repeat("}", 255): true,
+		strings.Repeat(`{"a":`, 256) + "1" + strings.Repeat("}", 256): false} {
 		if got := isObject(s); got != want {
 			t.Errorf("isObject(%q) = %v", s, got)
 		}
 	}
+}
+
+// A set_metadata frame's metadata nested deeper than a WebSocket frame
+// allows is refused as over WebSocket: malformed_frame.
+func TestSetMetadataNesting(t *testing.T) {
+	t.Parallel()
+	nested := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	b, err := proto.Marshal(&amsv1.ClientFrame{Frame: &amsv1.ClientFrame_SetMetadata{
+		SetMetadata: &amsv1.SetMetadata{MetadataJson: nested(256)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = (&call{}).handle(context.Background(), b)
+	if we, ok := wireerr.As(err); !ok || we.Code.Name != wireerr.MalformedFrame.Name {
+		t.Fatalf("got %v, want malformed_frame", err)
+	}
+	msg := `{"type":"set_metadata","metadata":` + nested(256) + `}`
+	if werr := frame.Decode([]byte(msg), false, func(*frame.Client) error { return nil }); codeName(werr) != wireerr.MalformedFrame.Name {
+		t.Fatalf("WebSocket: %v", werr)
+	}
+}
+
+func codeName(err error) string {
+	if we, ok := wireerr.As(err); ok {
+		return we.Code.Name
+	}
+	return ""
 }
 
 func BenchmarkServerFrameToken(b *testing.B) {
