@@ -17,6 +17,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/gatewayd"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 )
 
 // window bounds tokens in flight in a closed-loop benchmark, so a reader
@@ -86,6 +87,9 @@ func benchRawNATS(b *testing.B) {
 func benchGateway(b *testing.B, gateways int, mode dataplane.PublishMode) {
 	sys := gwtest.Start(b, gwtest.Options{Gateways: gateways, Gateway: func(_ int, cfg *gatewayd.Config) {
 		cfg.Data.Mode = mode
+		// The writer goes as fast as the window lets it, far over the
+		// default abuse limits (5,000 frames/s per connection).
+		cfg.Limits = limits.Unlimited
 	}})
 	_, credW := sys.CreateAccount(b, 0, "writer")
 	_, credR := sys.CreateAccount(b, 0, "reader")
@@ -132,12 +136,31 @@ func benchGateway(b *testing.B, gateways int, mode dataplane.PublishMode) {
 		errc <- nil
 	}()
 
+	// The writer's connection is read too, so that a close from the
+	// gateway (a limit, a failure) ends the benchmark with its reason.
+	werr := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := w.Read(ctx); err != nil {
+				werr <- err
+				return
+			}
+		}
+	}()
+
 	frame := []byte(`{"type":"token","data":"` + benchToken + `"}`)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(frame)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for int64(i)-received.Load() >= window {
+			select {
+			case err := <-errc:
+				b.Fatalf("reader: %v after %d of %d", err, received.Load(), b.N)
+			case err := <-werr:
+				b.Fatalf("writer: %v after %d of %d", err, received.Load(), b.N)
+			default:
+			}
 			time.Sleep(10 * time.Microsecond)
 		}
 		if err := w.Write(ctx, websocket.MessageText, frame); err != nil {

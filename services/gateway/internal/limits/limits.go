@@ -100,6 +100,12 @@ type Config struct {
 	ControlCredential Rate
 }
 
+// Unlimited turns every limit off (benchmarks, load tests).
+var Unlimited = Config{
+	ConnFrames: Rate{PerSecond: -1}, AccountTokens: Rate{PerSecond: -1}, AccountConns: -1,
+	ControlIP: Rate{PerSecond: -1}, ControlCredential: Rate{PerSecond: -1},
+}
+
 // WithDefaults returns the config with its zero values defaulted.
 func (c Config) WithDefaults() Config {
 	c.ConnFrames = c.ConnFrames.orDefault(DefaultConnFrames)
