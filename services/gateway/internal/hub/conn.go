@@ -99,6 +99,9 @@ type Conn struct {
 // ID is the connection's id on this gateway.
 func (c *Conn) ID() uint64 { return c.id }
 
+// Context ends when the connection closes.
+func (c *Conn) Context() context.Context { return c.ctx }
+
 // AccountID is the connection's account ("" for an anonymous observer).
 func (c *Conn) AccountID() string { return c.accountID }
 

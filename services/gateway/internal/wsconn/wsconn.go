@@ -52,7 +52,11 @@ type Handler struct {
 	SendBuffer int
 }
 
-// ServeHTTP upgrades and runs one connection until it ends.
+// ServeHTTP upgrades, admits and joins one connection, then returns: the
+// connection runs on in a goroutine of its own, started with a small stack
+// (the handler's has grown through routing and admission), and the
+// writer runs only while there is something to write. An idle connection
+// costs one parked goroutine and no buffers.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !IsWebSocket(r) {
 		if AcceptsSSE(r) && h.SSE != nil {
@@ -78,9 +82,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := &conn{
-		nc: nc, br: rw.Reader, log: h.Log,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		nc: nc, log: h.Log, writerEnd: make(chan struct{}),
 		pingEvery: orDefault(h.PingEvery, PingEvery), idle: orDefault(h.IdleTimeout, IdleTimeout),
+	}
+	c.writing.Store(true)
+	c.r = lazyReader{nc: nc}
+	if rw.Reader.Buffered() > 0 {
+		c.r.br = rw.Reader // the client wrote before the handshake ended
 	}
 	// Every failure after the upgrade is a close code (spec 4.2).
 	ctx := r.Context()
@@ -97,11 +105,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.frames = h.Limits.Conn()
 	if !jr.Observer {
 		c.acct = h.Limits.Account(jr.AccountID)
-		defer c.acct.Release()
 	}
-	c.handler = func(f *frame.Client) error { return c.handle(ctx, f) }
+	// The request's context ends when this handler returns; the
+	// connection's own context ends when it closes.
+	c.ctx = c.hc.Context()
+	c.handler = c.handle
 	c.wantsCursor = jr.Cursor != nil
-	c.run(ctx)
+	c.ping = time.AfterFunc(c.pingEvery, c.pingDue)
+	go c.run()
+	// The writer: writing was set from the start, so that wakes during
+	// the join waited for the connection to be complete.
+	go c.write()
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -114,7 +128,8 @@ func orDefault(d, def time.Duration) time.Duration {
 // conn is one WebSocket connection.
 type conn struct {
 	nc          net.Conn
-	br          *bufio.Reader
+	r           lazyReader
+	ctx         context.Context
 	hc          *hub.Conn
 	log         *slog.Logger
 	batch       bool
@@ -125,8 +140,21 @@ type conn struct {
 	pingEvery   time.Duration
 	idle        time.Duration
 
-	wake chan struct{}
-	done chan struct{}
+	// The writer runs only while there is something to write: Wake sets
+	// pending and starts a writer goroutine unless one runs (writing).
+	// A writer that sent the close frame or failed keeps writing set, so
+	// no other starts. wmu is held by the running writer; run takes it to
+	// wait for a write in progress before it closes the socket.
+	pending atomic.Bool
+	writing atomic.Bool
+	stopped atomic.Bool
+	pingNow atomic.Bool
+	ping    *time.Timer
+	wmu     sync.Mutex
+	// writerEnd is closed when the writer has sent the close frame or
+	// failed: nothing more will be written.
+	writerEnd chan struct{}
+	endOnce   sync.Once
 
 	// Scratch space reused across frames: header buffers for the reader
 	// and the writer, and the decoded client frame with its handler.
@@ -144,17 +172,29 @@ type conn struct {
 	closeSent atomic.Bool
 	// joinedSent: the connection's first frame (joined) was written; until
 	// then a close does not jump the queue, so that joined always comes
-	// first (spec 4.3). Writer goroutine only.
+	// first (spec 4.3). Writer only (under wmu).
 	joinedSent bool
-	writerEnd  chan struct{}
 }
 
-// Wake implements hub.Sink.
+// Wake implements hub.Sink: it starts a writer unless one runs. The
+// running writer checks pending after it stops writing, so no wake is
+// lost between its last Take and its exit.
 func (c *conn) Wake() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	c.pending.Store(true)
+	if c.writing.CompareAndSwap(false, true) {
+		go c.write()
 	}
+}
+
+// pingDue runs on the ping timer: the writer adds a ping to its next
+// write.
+func (c *conn) pingDue() {
+	if c.stopped.Load() {
+		return
+	}
+	c.pingNow.Store(true)
+	c.Wake()
+	c.ping.Reset(c.pingEvery)
 }
 
 // Close implements hub.Sink: the writer sends the close frame after what
@@ -179,28 +219,33 @@ func (c *conn) refuse(err error) {
 	_ = ws.WriteFrame(c.nc, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code.Close), code.Name)))
 	// Give the client a moment to read the close frame and answer.
 	_ = c.nc.SetReadDeadline(time.Now().Add(closeWait))
-	_, _ = io.Copy(io.Discard, io.LimitReader(c.br, 4096))
+	_, _ = io.Copy(io.Discard, io.LimitReader(&c.r, 4096))
 	_ = c.nc.Close()
 }
 
-// run starts the writer and reads until the connection ends.
-func (c *conn) run(ctx context.Context) {
-	c.writerEnd = make(chan struct{})
-	go c.writeLoop()
-	code, lost := c.readLoop(ctx)
+// run reads until the connection ends, then closes it.
+func (c *conn) run() {
+	defer c.acct.Release()
+	code, lost := c.readLoop()
 	if code != 0 {
 		c.hc.Close(code, lost)
 	}
 	if !lost {
 		// A close frame is on its way out (ours or the echo of the
 		// client's): let the writer finish it.
+		t := time.NewTimer(writeTimeout + closeWait)
 		select {
 		case <-c.writerEnd:
-		case <-time.After(writeTimeout + closeWait):
+		case <-t.C:
 		}
+		t.Stop()
 	}
-	close(c.done)
-	<-c.writerEnd
+	c.stopped.Store(true)
+	c.ping.Stop()
+	c.wmu.Lock() // a write in progress ends (bounded by its deadline)
+	c.writing.Store(true)
+	c.wmu.Unlock()
+	c.r.release()
 	_ = c.nc.Close()
 }
 
@@ -210,7 +255,7 @@ func (c *conn) run(ctx context.Context) {
 // decides to close, input is read and discarded until the client answers
 // the close frame, so that closing the socket does not reset it before the
 // client has read the close frame.
-func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
+func (c *conn) readLoop() (code int, lost bool) {
 	var msg []byte
 	var msgSlot *[]byte
 	var msgOp ws.OpCode
@@ -225,7 +270,7 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 		if !closing {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.idle))
 		}
-		hdr, err := ws.ReadHeaderBuffer(c.br, c.rhdr[:])
+		hdr, err := ws.ReadHeaderBuffer(&c.r, c.rhdr[:])
 		if err != nil {
 			return c.ended(1006)
 		}
@@ -233,14 +278,14 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 			if !closing {
 				fail(protocolError)
 			}
-			if _, err := io.CopyN(io.Discard, c.br, hdr.Length); err != nil {
+			if _, err := io.CopyN(io.Discard, &c.r, hdr.Length); err != nil {
 				return c.ended(1006)
 			}
 			continue
 		}
 		if hdr.OpCode.IsControl() {
 			payload := make([]byte, hdr.Length)
-			if _, err := io.ReadFull(c.br, payload); err != nil {
+			if _, err := io.ReadFull(&c.r, payload); err != nil {
 				return c.ended(1006)
 			}
 			ws.Cipher(payload, hdr.Mask, 0)
@@ -277,7 +322,7 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 			continue
 		}
 		if closing {
-			if _, err := io.CopyN(io.Discard, c.br, hdr.Length); err != nil {
+			if _, err := io.CopyN(io.Discard, &c.r, hdr.Length); err != nil {
 				return c.ended(1006)
 			}
 			continue
@@ -293,14 +338,14 @@ func (c *conn) readLoop(ctx context.Context) (code int, lost bool) {
 		}
 		if int64(len(msg))+hdr.Length > MaxMessage {
 			fail(wireerr.MessageTooLarge)
-			if _, err := io.CopyN(io.Discard, c.br, hdr.Length); err != nil {
+			if _, err := io.CopyN(io.Discard, &c.r, hdr.Length); err != nil {
 				return c.ended(1006)
 			}
 			continue
 		}
 		start := len(msg)
 		msg = append(msg, make([]byte, hdr.Length)...)
-		if _, err := io.ReadFull(c.br, msg[start:]); err != nil {
+		if _, err := io.ReadFull(&c.r, msg[start:]); err != nil {
 			return c.ended(1006)
 		}
 		ws.Cipher(msg[start:], hdr.Mask, 0)
@@ -338,7 +383,7 @@ func (c *conn) ended(code int) (int, bool) {
 var errReadOnly = wireerr.New(wireerr.ReadOnly, "observers may send only ping and subscribe")
 
 // handle applies one client frame.
-func (c *conn) handle(ctx context.Context, f *frame.Client) error {
+func (c *conn) handle(f *frame.Client) error {
 	if err := c.frames.Frame(); err != nil {
 		return err
 	}
@@ -352,7 +397,7 @@ func (c *conn) handle(ctx context.Context, f *frame.Client) error {
 		}
 		var err error
 		if f.Tag != "" {
-			_, _, err = c.hc.EmitTagged(ctx, f.Data, f.Tag)
+			_, _, err = c.hc.EmitTagged(c.ctx, f.Data, f.Tag)
 		} else {
 			_, _, err = c.hc.Emit(f.Data)
 		}
@@ -364,7 +409,7 @@ func (c *conn) handle(ctx context.Context, f *frame.Client) error {
 		if err := c.acct.Tokens(1); err != nil {
 			return err
 		}
-		_, _, err := c.hc.SetMetadata(ctx, string(f.Metadata))
+		_, _, err := c.hc.SetMetadata(c.ctx, string(f.Metadata))
 		return discardDisplaced(err)
 	case frame.TypePing:
 		c.hc.Ping()
@@ -389,88 +434,110 @@ func discardDisplaced(err error) error {
 	return nil
 }
 
-var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+var (
+	bufPool   = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+	itemsPool = sync.Pool{New: func() any { s := make([]hub.Item, 0, hub.TakeFrames); return &s }}
+)
 
-// writeLoop writes queued frames, pongs, pings and the close frame.
-func (c *conn) writeLoop() {
-	defer close(c.writerEnd)
-	ping := time.NewTicker(c.pingEvery)
-	defer ping.Stop()
-	var items []hub.Item
+// write is the writer: it runs while frames, pongs, a ping or the close
+// frame are pending, then exits. At most one runs per connection.
+func (c *conn) write() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	ip := itemsPool.Get().(*[]hub.Item)
+	defer itemsPool.Put(ip)
 	for {
-		pingNow := false
-		select {
-		case <-c.done:
+		if c.stopped.Load() {
 			return
-		case <-ping.C:
-			pingNow = true
-		case <-c.wake:
 		}
-		c.mu.Lock()
-		pongs := c.pongs
-		c.pongs = nil
-		c.mu.Unlock()
-		var more bool
-		items, more = c.hc.Take(items)
-		if more {
-			c.Wake() // come back for the rest after this write
-		}
-
-		bw := bufPool.Get().(*bufio.Writer)
-		bw.Reset(c.nc)
-		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		var err error
-		for _, p := range pongs {
-			if err == nil {
-				err = ws.WriteFrame(bw, ws.NewPongFrame(p))
+		if !c.pending.Swap(false) {
+			// Let go, unless a Wake came after the check above.
+			c.writing.Store(false)
+			if !c.pending.Load() || !c.writing.CompareAndSwap(false, true) {
+				return
 			}
+			continue
 		}
-		if pingNow && err == nil {
-			err = ws.WriteFrame(bw, ws.NewPingFrame(nil))
+		if c.flush(ip) {
+			c.endOnce.Do(func() { close(c.writerEnd) })
+			return // writing stays set: this connection writes no more
 		}
-		written := items
+	}
+}
+
+// flush makes one write of what is pending: pongs, a ping, up to one
+// Take of frames, and the close frame when one is asked for. It reports
+// whether the writer is done for good (close sent, or the write failed).
+func (c *conn) flush(ip *[]hub.Item) (done bool) {
+	items := (*ip)[:0]
+	defer func() {
+		clear(items)
+		*ip = items[:0]
+	}()
+	pingNow := c.pingNow.Swap(false)
+	c.mu.Lock()
+	pongs := c.pongs
+	c.pongs = nil
+	c.mu.Unlock()
+	var more bool
+	items, more = c.hc.Take(items)
+	if more {
+		c.Wake() // come back for the rest after this write
+	}
+
+	bw := bufPool.Get().(*bufio.Writer)
+	bw.Reset(c.nc)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	var err error
+	for _, p := range pongs {
 		if err == nil {
-			written, err = c.writeItems(bw, items)
+			err = ws.WriteFrame(bw, ws.NewPongFrame(p))
+		}
+	}
+	if pingNow && err == nil {
+		err = ws.WriteFrame(bw, ws.NewPingFrame(nil))
+	}
+	written := items
+	if err == nil {
+		written, err = c.writeItems(bw, items)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		c.hc.Delivered(written)
+	}
+	closeCode := int(c.closeCode.Load())
+	if closeCode != 0 && err == nil {
+		c.mu.Lock()
+		closeText := c.closeText
+		c.mu.Unlock()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if closeCode == wireerr.SlowConsumer.Close && c.wantsCursor {
+			err = c.writeText(bw, frame.AppendCursor(nil, c.hc.Cursor()))
+		}
+		c.closeSent.Store(true)
+		if err == nil {
+			err = ws.WriteFrame(bw, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(closeCode), closeText)))
 		}
 		if err == nil {
 			err = bw.Flush()
 		}
-		if err == nil {
-			c.hc.Delivered(written)
-		}
-		closeCode := int(c.closeCode.Load())
-		if closeCode != 0 && err == nil {
-			c.mu.Lock()
-			closeText := c.closeText
-			c.mu.Unlock()
-			_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if closeCode == wireerr.SlowConsumer.Close && c.wantsCursor {
-				err = c.writeText(bw, frame.AppendCursor(nil, c.hc.Cursor()))
-			}
-			c.closeSent.Store(true)
-			if err == nil {
-				err = ws.WriteFrame(bw, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(closeCode), closeText)))
-			}
-			if err == nil {
-				err = bw.Flush()
-			}
-		}
-		bw.Reset(nil)
-		bufPool.Put(bw)
-		clear(items)
-		items = items[:0]
-		if err != nil {
-			// The client stopped reading or went away: lost.
-			c.hc.Close(1006, true)
-			_ = c.nc.Close()
-			return
-		}
-		if closeCode != 0 {
-			// Wait for the client's answer, then stop reading.
-			_ = c.nc.SetReadDeadline(time.Now().Add(closeWait))
-			return
-		}
 	}
+	bw.Reset(nil)
+	bufPool.Put(bw)
+	if err != nil {
+		// The client stopped reading or went away: lost.
+		c.hc.Close(1006, true)
+		_ = c.nc.Close()
+		return true
+	}
+	if closeCode != 0 {
+		// Wait for the client's answer, then stop reading.
+		_ = c.nc.SetReadDeadline(time.Now().Add(closeWait))
+		return true
+	}
+	return false
 }
 
 // writeItems writes frames: one message each, or with batching arrays of
@@ -556,4 +623,46 @@ func putMsgBuf(b []byte, p *[]byte) {
 		*p = b[:0]
 		msgPool.Put(p)
 	}
+}
+
+// Read buffers are pooled too: an idle connection waits for its next
+// message in a read of the socket into the reader's few header bytes,
+// holding no buffer; once data arrives the reader takes a buffer and
+// keeps it until it has consumed all that was read.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// lazyReader reads the socket through a pooled bufio.Reader while data is
+// buffered, and directly when none is. The read loop is its only user.
+type lazyReader struct {
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func (l *lazyReader) Read(p []byte) (int, error) {
+	if l.br == nil {
+		n, err := l.nc.Read(p)
+		if n > 0 && err == nil {
+			// Data is flowing: buffer what follows.
+			l.br = readerPool.Get().(*bufio.Reader)
+			l.br.Reset(l.nc)
+		}
+		return n, err
+	}
+	n, err := l.br.Read(p)
+	if l.br.Buffered() == 0 {
+		l.release()
+	}
+	return n, err
+}
+
+// release returns the buffer to the pool; nothing is buffered in it.
+func (l *lazyReader) release() {
+	if l.br == nil {
+		return
+	}
+	if l.br.Size() == 4096 {
+		l.br.Reset(nil)
+		readerPool.Put(l.br)
+	}
+	l.br = nil
 }
