@@ -523,7 +523,11 @@ func (p *Plane) batch(ctx context.Context, subj string, from, to uint64, fn func
 	for from <= to {
 		req, _ := json.Marshal(directGetRequest{Seq: from, NextFor: subj, Batch: batchSize, MaxBytes: 8 << 20})
 		inbox := p.nc.NewRespInbox()
-		sub, err := p.nc.SubscribeSync(inbox)
+		// A channel the size of one batch and its end marker: a sync
+		// subscription would allocate nats.go's default of 65,536 slots
+		// (512 KiB) per batch, which an avalanche of resumes pays in GC.
+		ch := make(chan *nats.Msg, batchSize+2)
+		sub, err := p.nc.ChanSubscribe(inbox, ch)
 		if err != nil {
 			return err
 		}
@@ -532,7 +536,7 @@ func (p *Plane) batch(ctx context.Context, subj string, from, to uint64, fn func
 			return err
 		}
 		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		n, next, done, err := p.readBatch(bctx, sub, to, fn)
+		n, next, done, err := p.readBatch(bctx, ch, to, fn)
 		cancel()
 		_ = sub.Unsubscribe()
 		if err != nil {
@@ -546,11 +550,13 @@ func (p *Plane) batch(ctx context.Context, subj string, from, to uint64, fn func
 	return nil
 }
 
-func (p *Plane) readBatch(ctx context.Context, sub *nats.Subscription, to uint64, fn func(stored) error) (n int, next uint64, done bool, err error) {
+func (p *Plane) readBatch(ctx context.Context, ch <-chan *nats.Msg, to uint64, fn func(stored) error) (n int, next uint64, done bool, err error) {
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return n, next, false, fmt.Errorf("direct get: %w", err)
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
+			return n, next, false, fmt.Errorf("direct get: %w", ctx.Err())
 		}
 		if st := m.Header.Get("Status"); st != "" {
 			// 204: end of batch; 404: nothing at or after the sequence.
