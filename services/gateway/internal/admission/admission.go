@@ -59,7 +59,24 @@ type Checker struct {
 	mu    sync.Mutex
 	convs map[string]convEntry
 	sf    singleflight.Group
+
+	// Tokens whose signature verified, so that the clients of one link
+	// reconnecting at once do not each pay an Ed25519 verification.
+	// Expiry, revocation and the signing key's presence are checked on
+	// every use.
+	tmu    sync.Mutex
+	tokens map[string]verifiedToken
 }
+
+type verifiedToken struct {
+	convID, linkID, kid string
+	expires, at         time.Time
+}
+
+const (
+	tokenTTL        = 5 * time.Minute
+	tokenMaxEntries = 10_000
+)
 
 type convEntry struct {
 	c       *Conversation
@@ -79,6 +96,7 @@ func New(client linkv1.LinkServiceClient) *Checker {
 		Revoked: newRevocations(client),
 		now:     time.Now,
 		convs:   make(map[string]convEntry),
+		tokens:  make(map[string]verifiedToken),
 	}
 }
 
@@ -137,7 +155,19 @@ func (c *Checker) Verify(conv *Conversation, token string) (Admission, error) {
 		// Without the revoked set a revoked link would be admitted.
 		return Admission{}, wireerr.New(wireerr.Unavailable, "link revocations are not loaded yet")
 	}
-	claims, err := linktoken.Verify(token, c.Keys.Lookup, conv.ID, conv.Namespace, conv.Alias, c.now())
+	now := c.now()
+	if v, ok := c.cachedToken(conv.ID, token, now); ok {
+		if c.Revoked.IsRevoked(v.linkID) {
+			return Admission{}, ErrRevoked
+		}
+		return Admission{Conversation: conv, LinkID: v.linkID, ExpiresAt: v.expires}, nil
+	}
+	var kid string
+	lookup := func(k string) (ed25519.PublicKey, bool) {
+		kid = k
+		return c.Keys.Lookup(k)
+	}
+	claims, err := linktoken.Verify(token, lookup, conv.ID, conv.Namespace, conv.Alias, now)
 	if err != nil {
 		return Admission{}, err
 	}
@@ -148,7 +178,27 @@ func (c *Checker) Verify(conv *Conversation, token string) (Admission, error) {
 	if claims.ExpiresAt != nil {
 		a.ExpiresAt = claims.ExpiresAt.Time
 	}
+	c.tmu.Lock()
+	if len(c.tokens) >= tokenMaxEntries {
+		clear(c.tokens)
+	}
+	c.tokens[token] = verifiedToken{convID: conv.ID, linkID: a.LinkID, kid: kid, expires: a.ExpiresAt, at: now}
+	c.tmu.Unlock()
 	return a, nil
+}
+
+// cachedToken returns a token verified earlier for this conversation, if
+// it is recent, not expired and its key is still published. Anything else
+// goes through a full verification, which reports expiry as such.
+func (c *Checker) cachedToken(convID, token string, now time.Time) (verifiedToken, bool) {
+	c.tmu.Lock()
+	v, ok := c.tokens[token]
+	c.tmu.Unlock()
+	if !ok || v.convID != convID || now.Sub(v.at) > tokenTTL ||
+		(!v.expires.IsZero() && !now.Before(v.expires)) || !c.Keys.has(v.kid) {
+		return verifiedToken{}, false
+	}
+	return v, true
 }
 
 // Admit looks the conversation up, then verifies the token for it. The
@@ -225,6 +275,14 @@ func (k *Keys) Lookup(kid string) (ed25519.PublicKey, bool) {
 	defer k.mu.RUnlock()
 	pub, ok = k.keys[kid]
 	return pub, ok
+}
+
+// has reports whether kid is in the key set, without a refresh.
+func (k *Keys) has(kid string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	_, ok := k.keys[kid]
+	return ok
 }
 
 // PublicKey is one published key.
