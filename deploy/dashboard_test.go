@@ -95,7 +95,7 @@ var metricRE = regexp.MustCompile(`\bams_[a-z0-9_]+\b`)
 
 // The dashboard in deploy/dashboards is valid Grafana JSON whose every
 // query names metrics the services declare, and it has a panel for every
-// metric family of the services (issue 7: the dashboard covers them).
+// metric family of the services.
 func TestDashboardQueriesDeclaredMetrics(t *testing.T) {
 	t.Parallel()
 	declared := declaredMetrics(t)

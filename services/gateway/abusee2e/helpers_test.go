@@ -1,5 +1,5 @@
-// Package abusee2e tests the gateway's abuse controls end to end (issue 8
-// item 3, docs/operations.md): rate limits per connection, per account
+// Package abusee2e tests the gateway's abuse controls end to end
+// (docs/operations.md): rate limits per connection, per account
 // and per control-plane client on every transport, the per-account
 // connection quota, timeouts against slow and silent clients, and size
 // limits. Every control is asserted by its wire code: a close code, an

@@ -1,4 +1,4 @@
-// Package faulte2e is the fault suite (issue 8 item 4): the system keeps
+// Package faulte2e is the fault suite: the system keeps
 // its guarantees while its parts fail. NATS restarted mid-stream (the
 // gateways reconnect, clients resume with their cursors, nothing is lost),
 // Postgres unavailable (the control plane answers 503 unavailable, live

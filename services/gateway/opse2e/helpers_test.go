@@ -1,6 +1,6 @@
 // Package opse2e tests what operators see of a running system: the
 // Prometheus metrics of /metrics after real traffic and the traces of
-// tokens across gateways (issue 7: metrics and tracing).
+// tokens across gateways.
 package opse2e
 
 import (

@@ -18,7 +18,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
 )
 
-// C19 and issue 7: after real traffic (a writer on gateway 0 publishing
+// C19: after real traffic (a writer on gateway 0 publishing
 // in JetStream mode, a live reader and a resuming reader on gateway 1, a
 // ping, a public gRPC call), the counters and the publish-to-deliver
 // latency histogram of /metrics moved on both gateways, and no label value

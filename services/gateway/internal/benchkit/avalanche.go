@@ -272,6 +272,7 @@ func Avalanche(ctx context.Context, env *Env, p AvalancheParams) error {
 	t.Row("delivered", "–", fmt.Sprintf("%.3f%% of %s", totals.DeliveredPct(), thousands(totals.Expected)))
 	t.Note("times from the moment every connection was dropped; a reader is caught up when it surfaced its writer's tokens up to what was written at the drop.")
 	t.Note("load average before: %s, after: %s", load, env.Load())
+	noteAnomalies(t, readers)
 	t.Print(env.Out)
 
 	env.Target(Target{

@@ -19,7 +19,7 @@ import (
 type Scale int
 
 const (
-	// Full is the size the targets of issue 8 are stated at.
+	// Full is the size the performance targets are stated at (docs/benchmarks.md).
 	Full Scale = iota
 	// Short is what `make bench` runs: every scenario, under 5 minutes.
 	Short
@@ -220,7 +220,7 @@ func printTargets(env *Env) {
 	if len(ts) == 0 {
 		return
 	}
-	t := &Table{Title: "targets (issue 8)", Header: []string{"target", "measured", "verdict"}}
+	t := &Table{Title: "targets", Header: []string{"target", "measured", "verdict"}}
 	for _, x := range ts {
 		t.Row(x.Goal, x.Measured, x.Verdict())
 	}

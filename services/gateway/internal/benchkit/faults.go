@@ -178,9 +178,12 @@ func (s *faultSetup) run(ctx context.Context, env *Env, label string, d time.Dur
 }
 
 // noteAnomalies lists the readers' first gaps and duplicates under t.
-func (s *faultSetup) noteAnomalies(t *Table) {
+func (s *faultSetup) noteAnomalies(t *Table) { noteAnomalies(t, s.readers) }
+
+// noteAnomalies lists the readers' first gaps and duplicates under t.
+func noteAnomalies(t *Table, readers []*Reader) {
 	n := 0
-	for _, r := range s.readers {
+	for _, r := range readers {
 		for _, a := range r.Anomalies() {
 			if n < 10 {
 				t.Note("- %s", a)

@@ -67,7 +67,7 @@ func (t *Table) Print(w io.Writer) {
 	}
 }
 
-// Target is one goal of issue 8 and what a run measured for it.
+// Target is one performance target of the product and what a run measured for it.
 type Target struct {
 	Name     string
 	Goal     string
