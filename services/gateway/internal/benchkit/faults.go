@@ -182,17 +182,19 @@ func (s *faultSetup) noteAnomalies(t *Table) { noteAnomalies(t, s.readers) }
 
 // noteAnomalies lists the readers' first gaps and duplicates under t.
 func noteAnomalies(t *Table, readers []*Reader) {
+	var first []string
 	n := 0
 	for _, r := range readers {
 		for _, a := range r.Anomalies() {
 			if n < 10 {
-				t.Note("- %s", a)
+				first = append(first, "- "+a)
 			}
 			n++
 		}
 	}
 	if n > 0 {
-		t.Notes = append([]string{fmt.Sprintf("Gaps and duplicates seen (%d; the first 10):", n), ""}, t.Notes...)
+		head := []string{fmt.Sprintf("Gaps and duplicates seen (%d; the first 10):", n), ""}
+		t.Notes = append(append(append(head, first...), ""), t.Notes...)
 	}
 }
 
