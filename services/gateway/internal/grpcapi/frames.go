@@ -1,13 +1,11 @@
 package grpcapi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	amsv1 "github.com/amsrouter/ams/proto/gen/go/ams/v1"
+	"github.com/amsrouter/ams/services/gateway/internal/frame"
 )
 
 // The hub queues every server frame as the JSON a WebSocket client gets
@@ -130,92 +128,14 @@ func each(b []byte, open, close byte, fn func(key, val []byte) error) error {
 	}
 }
 
-func unhex(c byte) rune {
-	switch {
-	case c >= '0' && c <= '9':
-		return rune(c - '0')
-	case c >= 'a' && c <= 'f':
-		return rune(c - 'a' + 10)
-	case c >= 'A' && c <= 'F':
-		return rune(c - 'A' + 10)
-	}
-	return -1
-}
-
-func hex4(b []byte) rune {
-	if len(b) < 4 {
-		return -1
-	}
-	r := rune(0)
-	for _, c := range b[:4] {
-		h := unhex(c)
-		if h < 0 {
-			return -1
-		}
-		r = r<<4 | h
-	}
-	return r
-}
-
-// str decodes a JSON string value.
+// str decodes a JSON string value by package frame's rules: the frames
+// are its own encoding.
 func str(v []byte) (string, error) {
-	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+	s, ok := frame.DecodeString(v)
+	if !ok {
 		return "", errFrame
 	}
-	body := v[1 : len(v)-1]
-	esc := bytes.IndexByte(body, '\\')
-	if esc < 0 {
-		return string(body), nil
-	}
-	out := make([]byte, 0, len(body))
-	out = append(out, body[:esc]...)
-	for i := esc; i < len(body); {
-		c := body[i]
-		if c != '\\' {
-			out = append(out, c)
-			i++
-			continue
-		}
-		if i+1 >= len(body) {
-			return "", errFrame
-		}
-		switch body[i+1] {
-		case '"', '\\', '/':
-			out = append(out, body[i+1])
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r := hex4(body[i+2:])
-			if r < 0 {
-				return "", errFrame
-			}
-			i += 6
-			if utf16.IsSurrogate(r) {
-				r2 := rune(-1)
-				if i+1 < len(body) && body[i] == '\\' && body[i+1] == 'u' {
-					r2 = hex4(body[i+2:])
-				}
-				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
-					return "", errFrame
-				}
-				i += 6
-			}
-			out = utf8.AppendRune(out, r)
-			continue
-		default:
-			return "", errFrame
-		}
-		i += 2
-	}
-	return string(out), nil
+	return s, nil
 }
 
 // uint64Of decodes a non-negative JSON integer.
