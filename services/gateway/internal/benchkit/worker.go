@@ -92,19 +92,12 @@ func RunWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 // reads each one's `joined`, then keeps reading (answering pings) until
 // ctx ends.
 func holdWS(ctx context.Context, job Job, say func(string, ...any)) error {
-	conns := make([]*WSConn, len(job.Dials))
-	var n atomic.Int64
-	stopProgress := progressLines(&n, say)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, job.Concurrency))
-	for i, o := range job.Dials {
-		g.Go(func() error {
-			c, _, err := dialJoined(gctx, o)
+	return hold(ctx, len(job.Dials), job.Concurrency, say,
+		func(ctx context.Context, i int) (*WSConn, error) {
+			c, _, err := dialJoined(ctx, job.Dials[i])
 			if err != nil {
-				return fmt.Errorf("connection %d: %w", i, err)
+				return nil, err
 			}
-			conns[i] = c
-			n.Add(1)
 			go func() {
 				for {
 					if _, err := c.ReadMessage(); err != nil {
@@ -112,54 +105,55 @@ func holdWS(ctx context.Context, job Job, say func(string, ...any)) error {
 					}
 				}
 			}()
-			return nil
-		})
-	}
-	err := g.Wait()
-	stopProgress()
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Abort()
-			}
-		}
-	}()
-	if err != nil {
-		say("error %v", err)
-		return err
-	}
-	say("ready %d", n.Load())
-	<-ctx.Done()
-	return nil
+			return c, nil
+		},
+		func(c *WSConn) { _ = c.Abort() })
 }
 
 // holdNATS opens Count raw NATS protocol connections (CONNECT, PING,
 // PONG), then answers the server's pings until ctx ends.
 func holdNATS(ctx context.Context, job Job, say func(string, ...any)) error {
 	addr := strings.TrimPrefix(job.NATSURL, "nats://")
-	conns := make([]net.Conn, job.Count)
+	return hold(ctx, job.Count, job.Concurrency, say,
+		func(ctx context.Context, i int) (net.Conn, error) {
+			c, err := dialNATSRaw(ctx, addr, sourceIP(job.SourceIPs, i))
+			if err != nil {
+				return nil, err
+			}
+			go answerPings(c)
+			return c, nil
+		},
+		func(c net.Conn) { _ = c.Close() })
+}
+
+// hold opens count connections with open, concurrency at a time, says
+// "ready N" once all are open (or "error …"), holds them until ctx ends
+// and closes them with close.
+func hold[C any](ctx context.Context, count, concurrency int, say func(string, ...any),
+	open func(context.Context, int) (C, error), close func(C)) error {
+	conns := make([]C, count)
+	opened := make([]bool, count)
 	var n atomic.Int64
 	stopProgress := progressLines(&n, say)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, job.Concurrency))
-	for i := range job.Count {
+	g.SetLimit(max(1, concurrency))
+	for i := range count {
 		g.Go(func() error {
-			c, err := dialNATSRaw(gctx, addr, sourceIP(job.SourceIPs, i))
+			c, err := open(gctx, i)
 			if err != nil {
 				return fmt.Errorf("connection %d: %w", i, err)
 			}
-			conns[i] = c
+			conns[i], opened[i] = c, true
 			n.Add(1)
-			go answerPings(c)
 			return nil
 		})
 	}
 	err := g.Wait()
 	stopProgress()
 	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
+		for i, c := range conns {
+			if opened[i] {
+				close(c)
 			}
 		}
 	}()
