@@ -629,10 +629,10 @@ func fnv32(s string) uint32 {
 // internal logs the cause of an internal error (a store or NATS failure;
 // never a payload or a secret) and returns the close code for the client.
 func (h *Hub) internal(conversationID, what string, err error) error {
+	args := []any{"conversation_id", conversationID}
 	if err != nil {
-		h.log.Error("join failed: "+what, "conversation_id", conversationID, "err", err)
-	} else {
-		h.log.Error("join failed: "+what, "conversation_id", conversationID)
+		args = append(args, "err", err)
 	}
+	h.log.Error("join failed: "+what, args...)
 	return wireerr.New(wireerr.Internal, what)
 }

@@ -106,9 +106,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !jr.Observer {
 		c.acct = h.Limits.Account(jr.AccountID)
 	}
-	// The request's context ends when this handler returns; the
-	// connection's own context ends when it closes.
-	c.ctx = c.hc.Context()
 	c.handler = c.handle
 	c.wantsCursor = jr.Cursor != nil
 	c.ping = time.AfterFunc(c.pingEvery, c.pingDue)
@@ -129,7 +126,6 @@ func orDefault(d, def time.Duration) time.Duration {
 type conn struct {
 	nc          net.Conn
 	r           lazyReader
-	ctx         context.Context
 	hc          *hub.Conn
 	log         *slog.Logger
 	batch       bool
@@ -397,7 +393,7 @@ func (c *conn) handle(f *frame.Client) error {
 		}
 		var err error
 		if f.Tag != "" {
-			_, _, err = c.hc.EmitTagged(c.ctx, f.Data, f.Tag)
+			_, _, err = c.hc.EmitTagged(c.hc.Context(), f.Data, f.Tag)
 		} else {
 			_, _, err = c.hc.Emit(f.Data)
 		}
@@ -409,7 +405,7 @@ func (c *conn) handle(f *frame.Client) error {
 		if err := c.acct.Tokens(1); err != nil {
 			return err
 		}
-		_, _, err := c.hc.SetMetadata(c.ctx, string(f.Metadata))
+		_, _, err := c.hc.SetMetadata(c.hc.Context(), string(f.Metadata))
 		return discardDisplaced(err)
 	case frame.TypePing:
 		c.hc.Ping()
