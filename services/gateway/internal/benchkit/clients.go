@@ -429,8 +429,8 @@ func (r *Reader) session(c *WSConn) error {
 				n++
 			}
 			if st.tally.OrderViolations != before || st.tally.Dups != dups {
-				r.anomaly(fmt.Sprintf("reader %d, writer %d: seq %d where %d was next, %s after join %d (%s)",
-					r.Index, st.w, seq, expected, time.Duration(now-r.joinedAt.Load()).Round(time.Microsecond), r.Joins.Load(), r.joinKind))
+				r.anomaly(fmt.Sprintf("reader %d, writer %d (%s): seq %d where %d was next, %s after join %d (%s)",
+					r.Index, st.w, sid, seq, expected, time.Duration(now-r.joinedAt.Load()).Round(time.Microsecond), r.Joins.Load(), r.joinKind))
 			}
 			return true
 		})
