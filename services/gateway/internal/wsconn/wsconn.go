@@ -632,6 +632,8 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 409
 type lazyReader struct {
 	nc net.Conn
 	br *bufio.Reader
+	// pooled: br came from readerPool (not the handshake's reader).
+	pooled bool
 }
 
 func (l *lazyReader) Read(p []byte) (int, error) {
@@ -639,7 +641,7 @@ func (l *lazyReader) Read(p []byte) (int, error) {
 		n, err := l.nc.Read(p)
 		if n > 0 && err == nil {
 			// Data is flowing: buffer what follows.
-			l.br = readerPool.Get().(*bufio.Reader)
+			l.br, l.pooled = readerPool.Get().(*bufio.Reader), true
 			l.br.Reset(l.nc)
 		}
 		return n, err
@@ -656,9 +658,9 @@ func (l *lazyReader) release() {
 	if l.br == nil {
 		return
 	}
-	if l.br.Size() == 4096 {
+	if l.pooled {
 		l.br.Reset(nil)
 		readerPool.Put(l.br)
 	}
-	l.br = nil
+	l.br, l.pooled = nil, false
 }
