@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/amsrouter/ams/services/gateway/gatewayd"
 	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
 )
 
@@ -233,7 +234,14 @@ func TestRideAlong_C81(t *testing.T) {
 
 func TestTruncation_C82(t *testing.T) {
 	t.Parallel()
-	sys, creds := system(t, 1, "acme")
+	// The session's outbound queue holds the whole burst: this test is
+	// about the ams_recv buffer, and a push leg the machine's load slows
+	// down must not overflow the default 1,024 frames (a slow consumer).
+	sys := gwtest.Start(t, gwtest.Options{Gateways: 1, Gateway: func(_ int, cfg *gatewayd.Config) {
+		cfg.Hub.QueueFrames = 4096
+	}})
+	_, cred := sys.CreateAccount(t, 0, "acme")
+	creds := map[string]string{"acme": cred}
 	conv := sys.Mint(t, 0, creds["acme"], "acme", `{"alias":"room"}`)
 	link := conv["magic_link"].(string)
 	peer := dialPeer(t, link, creds["acme"], "writer")
