@@ -40,6 +40,21 @@ const (
 	recovery = 30 * time.Second
 )
 
+// logWarningsOnFailure prints the warnings and errors the system logged
+// when the test fails: what a gateway saw of the fault.
+func logWarningsOnFailure(t *testing.T, logs *gwtest.LogBuffer) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for line := range strings.Lines(logs.String()) {
+			if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+				t.Log(strings.TrimSpace(line))
+			}
+		}
+	})
+}
+
 // onGateway rewrites a magic link to point at the gateway at base.
 func onGateway(link, base string) string {
 	i := len("http://")
@@ -244,7 +259,10 @@ func (f *follower) waitLast(t testing.TB, data string, within time.Duration) int
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("follower %s: no %s within %s (%d tokens, %d reconnects)", f.name, data, within, n, f.reconnects)
+			f.mu.Lock()
+			v := f.violations[:min(5, len(f.violations))]
+			f.mu.Unlock()
+			t.Fatalf("follower %s: no %s within %s (%d tokens, %d reconnects; violations %v)", f.name, data, within, n, f.reconnects, v)
 		}
 	}
 }

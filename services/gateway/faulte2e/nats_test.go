@@ -18,7 +18,9 @@ import (
 // once.
 func TestNATSRestartMidStream(t *testing.T) {
 	t.Parallel()
-	sys := gwtest.Start(t, gwtest.Options{Gateways: 2})
+	logs := &gwtest.LogBuffer{}
+	sys := gwtest.Start(t, gwtest.Options{Gateways: 2, Log: logs})
+	logWarningsOnFailure(t, logs)
 	_, credW := sys.CreateAccount(t, 0, "writer")
 	_, credR := sys.CreateAccount(t, 0, "reader")
 	conv := sys.Mint(t, 0, credW, "writer", `{"alias":"room"}`)

@@ -208,8 +208,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.conns = append(g.conns, linkConn)
 	g.health = []healthpb.HealthClient{healthpb.NewHealthClient(accConn), healthpb.NewHealthClient(linkConn)}
 
+	// Events are published without acknowledgement (core mode) and a
+	// reconnect loses what was in flight: the hub keeps what it published
+	// until it comes back, and sends it again, in order, on the new
+	// connection. The dialer tells it a reconnect happened; nats.go's
+	// reconnect buffer is off so that nothing written while NATS is away
+	// overtakes that resend (the hub holds such events itself).
+	dialer := &dataplane.Dialer{}
 	opts := append([]nats.Option{
 		nats.Name("ams-gateway " + cfg.Name),
+		nats.SetCustomDialer(dialer),
+		nats.ReconnectBufSize(-1),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
@@ -237,10 +246,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect nats: %w", err)
 	}
+	// With the reconnect buffer off nothing can be sent before the first
+	// connection: wait for it.
+	if err := waitConnected(ctx, g.nc, natsStartWait, log); err != nil {
+		g.nc.Close()
+		return nil, err
+	}
 
 	// Data plane and stream plane.
 	dcfg := cfg.Data
 	dcfg.Observer = g.metrics
+	dcfg.Dialer = dialer
 	g.plane, err = dataplane.Open(ctx, g.nc, dcfg)
 	if err != nil {
 		return nil, fmt.Errorf("open data plane: %w", err)

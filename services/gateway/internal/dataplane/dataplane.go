@@ -12,12 +12,16 @@
 package dataplane
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,7 +74,38 @@ type Config struct {
 	DedupeWindow time.Duration
 	// Observer, if not nil, is told of publish outcomes (metrics).
 	Observer PublishObserver
+	// Dialer, if not nil, is the NATS connection's dialer: its count of
+	// connections tells publishers when a reconnect replaced the
+	// connection (ConnGen).
+	Dialer *Dialer
 }
+
+// Dialer dials the NATS server (nats.SetCustomDialer) and counts the
+// connections it made. nats.go dials under its connection lock, before
+// anything is written on the new connection, so a publisher that reads
+// the count before and after a publish knows whether the publish may
+// have gone out on a newer connection than its previous ones: events
+// published on the old one without acknowledgement may then be lost, and
+// must be sent again, in order.
+type Dialer struct {
+	// Timeout bounds a dial (zero: 2 s, nats.go's default).
+	Timeout time.Duration
+	gen     atomic.Uint64
+}
+
+// Dial dials address and counts the connection.
+func (d *Dialer) Dial(network, address string) (net.Conn, error) {
+	d.gen.Add(1)
+	timeout := d.Timeout
+	if timeout == 0 {
+		timeout = nats.DefaultTimeout
+	}
+	nd := net.Dialer{Timeout: timeout}
+	return nd.Dial(network, address)
+}
+
+// Gen returns the number of connections dialed.
+func (d *Dialer) Gen() uint64 { return d.gen.Load() }
 
 // PublishObserver is told of event publish outcomes. Its methods are
 // called from publishing goroutines and NATS callbacks: they must be quick
@@ -316,6 +351,15 @@ func (p *Plane) raiseMaxConsumers(ctx context.Context, stream string) error {
 // Config returns the effective configuration.
 func (p *Plane) Config() Config { return p.cfg }
 
+// ConnGen identifies the NATS connection in use: it changes with each
+// reconnect. Without a Dialer it is always 0.
+func (p *Plane) ConnGen() uint64 {
+	if p.cfg.Dialer == nil {
+		return 0
+	}
+	return p.cfg.Dialer.Gen()
+}
+
 // Conn is the NATS connection.
 func (p *Plane) Conn() *nats.Conn { return p.nc }
 
@@ -496,15 +540,50 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 		}
 	}
 	prev := from - 1
+	// An event published as NATS reconnected can be stored ahead of
+	// earlier ones the writer's gateway sent again after it (hub: the
+	// unacked log). Such events are held, a few, until the seqs before
+	// them come; what does not come is a real gap.
+	var held []stored
+	release := func(all bool) error {
+		for len(held) > 0 && (all || held[0].seq <= prev+1 || len(held) > maxReorder) {
+			e := held[0]
+			held = held[1:]
+			if e.seq <= prev {
+				continue
+			}
+			prev = e.seq
+			if err := fn(e.data, e.seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	err = p.batch(ctx, subj, start.jsSeq, last.Sequence, func(s stored) error {
 		if s.seq <= prev {
-			return nil // before the start, or a stale writer's duplicate
+			return nil // before the start, or a duplicate
 		}
-		prev = s.seq
-		return fn(s.data, s.seq)
+		if s.seq == prev+1 {
+			prev = s.seq
+			if err := fn(s.data, s.seq); err != nil {
+				return err
+			}
+		} else {
+			i, found := slices.BinarySearchFunc(held, s.seq, func(e stored, seq uint64) int { return cmp.Compare(e.seq, seq) })
+			if !found {
+				held = slices.Insert(held, i, s)
+			}
+		}
+		return release(false)
 	})
+	if err == nil {
+		err = release(true)
+	}
 	return first.seq, err
 }
+
+// maxReorder bounds the out-of-order events Replay holds.
+const maxReorder = 64
 
 // batchSize is the number of events one direct get returns.
 const batchSize = 256

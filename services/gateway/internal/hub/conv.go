@@ -327,6 +327,7 @@ func (c *conv) hold(s *stream, f []byte, seq uint64, ingest int64) {
 // apply delivers an in-order event to the stream's readers; c.mu is held.
 func (c *conv) apply(s *stream, f []byte, seq uint64, ingest int64) {
 	s.info.LastSeq = seq
+	s.echoed.Store(seq)
 	s.lastTick = c.tick
 	if frame.KindOf(f) == frame.KindMetadata {
 		if md, ok := frame.Member(f, "metadata"); ok {

@@ -34,7 +34,10 @@
 //
 // # Writers
 //
-// The gateway holding a stream assigns its seqs and publishes its events.
+// The gateway holding a stream assigns its seqs and publishes its events,
+// and keeps each event until it comes back through its own subscription:
+// after a NATS reconnect whatever did not come back is sent again, in
+// order (unacked.go), so an event lost in flight leaves no hole in the seqs.
 // Holding changes hands by compare-and-set on the record with a higher
 // epoch; the new holder asks the old one (a NATS request to its handoff
 // subject) to stop and report its last seq before continuing.
@@ -157,6 +160,9 @@ type Hub struct {
 	emits              *nats.Subscription
 	draining           atomic.Bool
 	wg                 sync.WaitGroup
+	// stalled is the bytes of events held for resend while NATS is away,
+	// over every stream (bounded by maxStalled).
+	stalled atomic.Int64
 }
 
 // New returns a hub over the data plane. Run must be called to serve.
@@ -263,6 +269,36 @@ func (h *Hub) Drain(ctx context.Context) {
 	}
 	if h.emits != nil {
 		_ = h.emits.Unsubscribe()
+	}
+}
+
+// Reconnected sends again, after NATS reconnected, the events each stream
+// published that did not come back through this gateway's subscription:
+// they may have been lost with the old connection. A stream that publishes
+// anything first does the same itself (stream.send); this covers the
+// streams that went quiet.
+func (h *Hub) Reconnected() {
+	h.mu.Lock()
+	var streams []*stream
+	for _, c := range h.convs {
+		c.mu.Lock()
+		for _, s := range c.streams {
+			streams = append(streams, s)
+		}
+		c.mu.Unlock()
+	}
+	h.mu.Unlock()
+	total := 0
+	for _, s := range streams {
+		n, err := s.resendLog()
+		if err != nil {
+			h.log.Warn("events not resent after a NATS reconnect", "subject", s.subj, "err", err)
+			continue
+		}
+		total += n
+	}
+	if total > 0 {
+		h.log.Info("events resent after a NATS reconnect", "events", total)
 	}
 }
 
@@ -575,6 +611,13 @@ func (h *Hub) QueuedBytes() int64 {
 
 // hubMetrics wraps the gateway metrics; nil-safe for tests.
 type hubMetrics struct{ m *metrics.Metrics }
+
+// resent counts events published again after a reconnect.
+func (m hubMetrics) resent(n int) {
+	if m.m != nil {
+		m.m.EventsResent.Add(float64(n))
+	}
+}
 
 // slowConsumer counts an outbound queue overflow by the bound it hit.
 func (m hubMetrics) slowConsumer(bound string) {

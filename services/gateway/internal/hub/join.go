@@ -331,6 +331,12 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 			h.metrics.streams(1)
 		}
 		s.local, s.writer, s.myEpoch, s.nextSeq = true, conn, next.Epoch, last+1
+		s.log.dropFrom(last + 1)
+		if s.log.len() == 0 {
+			s.pubGen = h.plane.ConnGen()
+			h.stalled.Add(int64(-s.stalled))
+			s.stalled = 0
+		}
 		s.wire = frame.Stream{ID: sid, Name: req.StreamName, Owner: req.AccountID, PeerIdentity: req.PeerIdentity, Metadata: next.Metadata}
 		s.wmu.Unlock()
 		s.recMu.Lock()

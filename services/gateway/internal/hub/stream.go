@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,10 +47,15 @@ type stream struct {
 	tailTarget            uint64
 	// left is closed when the stream leaves (finishLeave).
 	left chan struct{}
+	// echoed is info.LastSeq, readable without conv.mu: for a held stream,
+	// every event up to it came back from NATS (see unacked).
+	echoed atomic.Uint64
 
 	// Writer side, guarded by wmu: set while this gateway holds the stream.
 	wmu        sync.Mutex
-	frameBuf   []byte    // reused frame buffer (core publish mode)
+	log        unacked   // events published and not yet echoed
+	pubGen     uint64    // the NATS connection the log was sent on (dataplane.Dialer); 0: resend it
+	stalled    int       // bytes logged while NATS was away, counted in Hub.stalled
 	lastStamp  time.Time // last event stamped with its ingest time
 	local      bool
 	writer     *Conn
@@ -98,23 +106,124 @@ func (s *stream) emit(c *Conn, data string) (uint64, time.Time, error) {
 }
 
 func (s *stream) publishToken(ctx context.Context, data string, seq uint64, ts time.Time) error {
-	// In core mode the NATS client copies the frame on publish, so the
-	// stream's buffer (guarded by wmu) is reused: no allocation per token.
-	var f []byte
+	s.trimLog()
 	if s.conv.hub.plane.Config().Mode == dataplane.PublishCore {
-		s.frameBuf = frame.AppendToken(s.frameBuf[:0], &s.wire, ts, data, seq)
-		f = s.frameBuf
-		if cap(s.frameBuf) > maxFrameBuf {
-			s.frameBuf = nil // an outsized token: do not keep its buffer
-		}
-	} else {
-		f = frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
+		// The NATS client copies the frame on publish: it is built in the
+		// log's buffer, with no allocation per token.
+		s.log.commit(frame.AppendToken(s.log.begin(), &s.wire, ts, data, seq), seq)
+		return s.send(ctx, s.log.newest(), seq, ts)
 	}
-	return s.publish(ctx, f, seq, ts)
+	// A JetStream publish keeps its frame until acknowledged.
+	f := frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
+	s.log.add(f, seq)
+	return s.send(ctx, f, seq, ts)
 }
 
-// maxFrameBuf bounds the frame buffer a stream keeps between tokens.
-const maxFrameBuf = 16 << 10
+// send publishes f, the newest event of the log (seq, taken at ts); wmu
+// is held. When NATS reconnected since the stream last published, what it
+// published on the old connection may be lost, so every event of the log
+// goes again first, in order; readers and replay drop the duplicates.
+// While NATS is away the event stays in the log (nil error) to be sent on
+// reconnect, within bounds; an error means the event was not taken.
+func (s *stream) send(ctx context.Context, f []byte, seq uint64, ts time.Time) error {
+	p := s.conv.hub.plane
+	gen := p.ConnGen()
+	if gen != s.pubGen {
+		err := s.resend(gen, 1)
+		if err == nil {
+			return nil
+		}
+		return s.failed(err, len(f))
+	}
+	err := s.publish(ctx, f, seq, ts)
+	if now := p.ConnGen(); now != gen {
+		// It reconnected during the publish, which may have overtaken
+		// lost events: send them all again after it.
+		s.pubGen = 0
+		if rerr := s.resend(now, 1); rerr != nil {
+			return s.failed(rerr, len(f))
+		}
+		return nil
+	}
+	if err != nil {
+		return s.failed(err, len(f))
+	}
+	return nil
+}
+
+// failed handles a publish error of the newest event of the log (n
+// bytes); wmu is held. NATS being away keeps the event for resend, within
+// the stream's and the gateway's bounds; any other error drops it.
+func (s *stream) failed(err error, n int) error {
+	h := s.conv.hub
+	if transient(err) && s.log.size() <= maxUnacked {
+		s.pubGen = 0
+		if h.stalled.Add(int64(n)) <= maxStalled {
+			s.stalled += n
+			return nil
+		}
+		h.stalled.Add(int64(-n))
+	}
+	s.log.dropNewest()
+	return err
+}
+
+// transient reports whether a publish error is NATS being away (the event
+// can be sent on reconnect) rather than the connection closing for good
+// or the event being refused.
+func transient(err error) bool {
+	return !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrConnectionDraining) &&
+		!errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, nats.ErrBadSubject)
+}
+
+// trimLog drops the logged events that came back; wmu is held. While
+// the log is sent on a live connection it is also kept within
+// maxUnacked.
+func (s *stream) trimLog() { s.log.trim(s.echoed.Load(), s.pubGen != 0) }
+
+// resend publishes every event of the log, oldest first, and marks the
+// log as sent on connection gen; wmu is held. The fresh newest events are
+// counted as sent, not resent.
+func (s *stream) resend(gen uint64, fresh int) error {
+	h := s.conv.hub
+	n := s.log.len() - fresh
+	core := h.plane.Config().Mode == dataplane.PublishCore
+	err := s.log.each(func(f []byte, _ uint64) error {
+		if !core {
+			f = bytes.Clone(f)
+		}
+		return h.plane.PublishEvent(s.subj, f, time.Time{}, nil)
+	})
+	if err != nil {
+		s.pubGen = 0
+		return err
+	}
+	s.pubGen = gen
+	h.stalled.Add(int64(-s.stalled))
+	s.stalled = 0
+	if n > 0 {
+		h.metrics.resent(n)
+	}
+	return nil
+}
+
+// maxStalled bounds the events a gateway keeps for resend while NATS is
+// away, over all its streams.
+const maxStalled = 64 << 20
+
+// resendLog sends the log again if the connection changed since it was
+// sent (after a reconnect, for a stream with nothing new to publish).
+func (s *stream) resendLog() (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.log.trim(s.echoed.Load(), false)
+	gen := s.conv.hub.plane.ConnGen()
+	if gen == s.pubGen && gen != 0 {
+		return 0, nil // sent on this connection already
+	}
+	n := s.log.len()
+	return n, s.resend(gen, 0)
+}
 
 // ingestStamp returns ts when the event should carry its ingest time for
 // the latency histograms, else the zero time: every event in JetStream
@@ -216,7 +325,9 @@ func (s *stream) setMetadata(ctx context.Context, c *Conn, metadata string) (uin
 	}
 	seq := s.nextSeq
 	f := frame.AppendStreamMetadata(nil, &s.wire, metadata, ts, seq)
-	if err := s.publish(spanParent(ctx, c), f, seq, ts); err != nil {
+	s.trimLog()
+	s.log.add(f, seq)
+	if err := s.send(spanParent(ctx, c), f, seq, ts); err != nil {
 		s.wmu.Unlock()
 		return 0, ts, err
 	}
@@ -238,6 +349,11 @@ func (s *stream) giveUp(epoch uint64) (old *Conn, last uint64, held bool) {
 	}
 	old, last = s.writer, s.nextSeq-1
 	s.writer, s.local = nil, false
+	// The new holder continues from last; what did not reach NATS from
+	// here is lost with this holder, as if it had died.
+	s.log.reset()
+	s.conv.hub.stalled.Add(int64(-s.stalled))
+	s.stalled = 0
 	s.conv.hub.metrics.streams(-1)
 	inGrace := s.graceTimer != nil
 	if inGrace {
@@ -296,6 +412,8 @@ func (s *stream) writeRecord(ctx context.Context, fn func(*presence.Record)) (ui
 // checkpoint writes the last published seq to the record if it moved.
 func (s *stream) checkpoint(ctx context.Context) error {
 	s.wmu.Lock()
+	s.trimLog()
+	s.log.shrink()
 	if !s.local {
 		s.wmu.Unlock()
 		return nil

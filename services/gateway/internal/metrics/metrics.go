@@ -37,6 +37,7 @@ type Metrics struct {
 	ResumesStarted  prometheus.Counter
 	ResumesEnded    *prometheus.CounterVec // result: completed|aborted
 	PublishErrors   *prometheus.CounterVec // stage: publish|ack
+	EventsResent    prometheus.Counter
 	PublishAck      prometheus.Histogram
 	PresenceLag     prometheus.Histogram
 	// GRPCServer and GRPCClient count the public gRPC API's calls and the
@@ -110,6 +111,9 @@ func New() *Metrics {
 		PublishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ams_publish_errors_total", Help: "Event publishes that failed, by stage (publish: refused at once; ack: JetStream did not store it).",
 		}, []string{"stage"}),
+		EventsResent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ams_events_resent_total", Help: "Events published again after a NATS reconnect, because their first publish may not have reached the server.",
+		}),
 		PublishAck: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ams_jetstream_publish_ack_seconds",
 			Help:    "Time from an event's ingest to JetStream's store acknowledgement (publish mode jetstream).",
@@ -124,7 +128,7 @@ func New() *Metrics {
 	}
 	r.MustRegister(m.Connections, m.StreamsLive, m.FramesIn, m.FramesOut, m.Closes, m.ReplayFrames,
 		m.HTTPRequests, m.HTTPDuration, m.AuthCacheLookup,
-		m.DeliveryLatency, m.QueueOverflows, m.ResumesStarted, m.ResumesEnded, m.PublishErrors, m.PublishAck, m.PresenceLag,
+		m.DeliveryLatency, m.QueueOverflows, m.ResumesStarted, m.ResumesEnded, m.PublishErrors, m.EventsResent, m.PublishAck, m.PresenceLag,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ams_outbound_queue_bytes", Help: "Bytes of frames queued for readers and not yet written, over every connection.",
 		}, func() float64 {
