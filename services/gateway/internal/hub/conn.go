@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/amsrouter/ams/services/gateway/internal/connreq"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
@@ -71,6 +72,13 @@ type Conn struct {
 	// replaying holds, per stream being replayed to this connection, the
 	// live events that arrive meanwhile; they follow the replay.
 	replaying map[*stream]*replayBuf
+	// resume is the cursor the connection joined with (nil: none), and
+	// resumed the streams it was used for: a stream of the cursor that
+	// this gateway announces only after the join is replayed from its
+	// position then (resumeLate).
+	resume      *connreq.Cursor
+	resumed     map[string]struct{}
+	resumeUntil time.Time // resumeLate's window
 
 	// ctx ends when the connection closes (it stops a replay).
 	ctx    context.Context

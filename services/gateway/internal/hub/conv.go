@@ -576,6 +576,7 @@ func (c *conv) announce(s *stream) {
 		}
 		if conn.wantsRead(s) {
 			c.register(conn, s)
+			c.resumeLate(conn, s)
 		}
 	}
 	if p := c.pending[s.info.ID]; len(p) > 0 {

@@ -193,6 +193,7 @@ func (c *conv) attach(conn *Conn, own *frame.Stream, ownLast uint64, resumed boo
 	}
 	conn.enqueue(Item{Frame: frame.AppendJoined(nil, &j)})
 	conn.ownFrom = ownLast
+	conn.resume, conn.resumeUntil = cursor, time.Now().Add(resumeLateWindow)
 	c.conns[conn] = struct{}{}
 	for _, s := range c.streams {
 		if s.announced && conn.wantsRead(s) {
@@ -204,6 +205,7 @@ func (c *conv) attach(conn *Conn, own *frame.Stream, ownLast uint64, resumed boo
 			}
 			if cursor != nil {
 				c.planReplay(conn, s, cursor, ownLast)
+				conn.markResumed(s.info.ID)
 			}
 		}
 	}

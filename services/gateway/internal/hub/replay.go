@@ -21,6 +21,62 @@ type replayBuf struct {
 	snapshot uint64 // newest seq delivered here when the replay was planned
 	live     []Item // live events that arrived during the replay
 	overflow bool
+	late     bool // planned by resumeLate, which runs it (not replay)
+}
+
+// resumeLateWindow is how long after its join a connection's cursor
+// still applies to streams this gateway announces: their records reach
+// it within moments of the join (a writer reconnecting at the same time,
+// say), not minutes.
+const resumeLateWindow = 30 * time.Second
+
+// takeResume reports whether the connection's cursor names the stream
+// and was not used for it yet, and marks it used; c.mu is held.
+func (conn *Conn) takeResume(streamID string) bool {
+	if conn.resume == nil {
+		return false
+	}
+	if _, ok := conn.resume.Positions[streamID]; !ok {
+		return false
+	}
+	if _, used := conn.resumed[streamID]; used {
+		return false
+	}
+	conn.markResumed(streamID)
+	return true
+}
+
+// markResumed records that the cursor was used for the stream; c.mu is
+// held.
+func (conn *Conn) markResumed(streamID string) {
+	if conn.resumed == nil {
+		conn.resumed = map[string]struct{}{}
+	}
+	conn.resumed[streamID] = struct{}{}
+}
+
+// resumeLate replays a stream this gateway announced after conn joined
+// from the position conn's cursor gives it, as the join's replay does for
+// the streams announced then; c.mu is held, and s was just registered.
+// Without it the connection would go on from the stream's announced
+// last_seq and miss what came between its cursor and that. A stream the
+// cursor does not name is new to the client: it starts at last_seq, as
+// stream_joined says.
+func (c *conv) resumeLate(conn *Conn, s *stream) {
+	if conn.resume == nil || time.Now().After(conn.resumeUntil) || !conn.takeResume(s.info.ID) {
+		return
+	}
+	c.planReplay(conn, s, conn.resume, 0)
+	rb := conn.replaying[s]
+	if rb == nil {
+		return // nothing missed
+	}
+	rb.late = true
+	c.hub.wg.Add(1)
+	go func() {
+		defer c.hub.wg.Done()
+		c.replayOne(conn, s, rb)
+	}()
 }
 
 // planReplay marks a stream of conn's read set for replay from the
@@ -77,49 +133,18 @@ func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) bool {
 	c.mu.Lock()
 	planned := make(map[*stream]*replayBuf, len(conn.replaying))
 	for s, rb := range conn.replaying {
-		planned[s] = rb
+		if !rb.late {
+			planned[s] = rb
+		}
 	}
 	c.mu.Unlock()
 
 	n := 0
 	for s, rb := range planned {
-		last, err := c.replayStream(conn, s.subj, &s.info, rb.first, rb.snapshot, s)
-		if last >= rb.first {
-			n += int(last - rb.first + 1)
-		}
-		if err != nil {
-			return false // the connection closed
-		}
-		// Drain what arrived live meanwhile, paced like the replay; switch
-		// the stream to direct delivery once the buffer is empty under the
-		// lock, so nothing slips between.
-		for {
-			c.mu.Lock()
-			if rb.overflow {
-				delete(conn.replaying, s)
-				c.mu.Unlock()
-				go conn.closeWith(slowConsumer)
-				return false
-			}
-			batch := rb.live
-			rb.live = nil
-			if len(batch) == 0 {
-				delete(conn.replaying, s)
-				c.mu.Unlock()
-				break
-			}
-			c.mu.Unlock()
-			for _, it := range batch {
-				if it.Stream != nil && it.Seq <= last {
-					continue
-				}
-				if err := conn.enqueueWait(it); err != nil {
-					return false
-				}
-				if it.Stream != nil {
-					last = it.Seq
-				}
-			}
+		sent, ok := c.replayOne(conn, s, rb)
+		n += sent
+		if !ok {
+			return false
 		}
 	}
 	c.hub.metrics.replay(n)
@@ -140,6 +165,51 @@ func (c *conv) replay(conn *Conn, cursor *connreq.Cursor) bool {
 		}
 	}
 	return true
+}
+
+// replayOne replays one planned stream to conn, then what arrived live
+// meanwhile, and switches the stream to direct delivery. It returns how
+// many retained events it sent and false if the connection closed first.
+func (c *conv) replayOne(conn *Conn, s *stream, rb *replayBuf) (int, bool) {
+	n := 0
+	last, err := c.replayStream(conn, s.subj, &s.info, rb.first, rb.snapshot, s)
+	if last >= rb.first {
+		n = int(last - rb.first + 1)
+	}
+	if err != nil {
+		return n, false // the connection closed
+	}
+	// Drain what arrived live meanwhile, paced like the replay; switch the
+	// stream to direct delivery once the buffer is empty under the lock,
+	// so nothing slips between.
+	for {
+		c.mu.Lock()
+		if rb.overflow {
+			delete(conn.replaying, s)
+			c.mu.Unlock()
+			go conn.closeWith(slowConsumer)
+			return n, false
+		}
+		batch := rb.live
+		rb.live = nil
+		if len(batch) == 0 {
+			delete(conn.replaying, s)
+			c.mu.Unlock()
+			return n, true
+		}
+		c.mu.Unlock()
+		for _, it := range batch {
+			if it.Stream != nil && it.Seq <= last {
+				continue
+			}
+			if err := conn.enqueueWait(it); err != nil {
+				return n, false
+			}
+			if it.Stream != nil {
+				last = it.Seq
+			}
+		}
+	}
 }
 
 // replayStream enqueues the retained events of one stream from first up
@@ -228,13 +298,15 @@ func (c *conv) replayLeft(conn *Conn, streamID string, first uint64) error {
 	rec, _, ok, err := presence.Get(ctx, c.hub.plane.Presence, key)
 	cancel()
 	if err != nil || !ok || rec.State != presence.Left {
-		return nil // unknown ids are ignored
+		// Unknown ids are ignored; a live stream this gateway has not
+		// announced yet is replayed when it is (resumeLate).
+		return nil
 	}
 	info := frame.Stream{ID: rec.StreamID, Name: rec.Name, Owner: rec.Owner, Metadata: rec.Metadata,
 		PeerIdentity: rec.PeerIdentity, LastSeq: rec.LastSeq}
 	c.mu.Lock()
 	own := conn.own != nil && conn.own.info.ID == streamID
-	wanted := (!own || conn.selfSub) && conn.filter.matchInfo(&info)
+	wanted := (!own || conn.selfSub) && conn.filter.matchInfo(&info) && conn.takeResume(streamID)
 	c.mu.Unlock()
 	if !wanted {
 		return nil
