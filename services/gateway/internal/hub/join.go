@@ -336,8 +336,7 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 		s.log.dropFrom(last + 1)
 		if s.log.len() == 0 {
 			s.pubGen = h.plane.ConnGen()
-			h.stalled.Add(int64(-s.stalled))
-			s.stalled = 0
+			s.unstall()
 		}
 		s.wire = frame.Stream{ID: sid, Name: req.StreamName, Owner: req.AccountID, PeerIdentity: req.PeerIdentity, Metadata: next.Metadata}
 		s.wmu.Unlock()

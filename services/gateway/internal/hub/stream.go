@@ -128,22 +128,16 @@ func (s *stream) publishToken(ctx context.Context, data string, seq uint64, ts t
 func (s *stream) send(ctx context.Context, f []byte, seq uint64, ts time.Time) error {
 	p := s.conv.hub.plane
 	gen := p.ConnGen()
+	var err error
 	if gen != s.pubGen {
-		err := s.resend(gen, 1)
-		if err == nil {
-			return nil
+		err = s.resend(gen, 1)
+	} else {
+		err = s.publish(ctx, f, seq, ts)
+		if now := p.ConnGen(); now != gen {
+			// It reconnected during the publish, which may have overtaken
+			// lost events: send them all again after it.
+			err = s.resend(now, 1)
 		}
-		return s.failed(err, len(f))
-	}
-	err := s.publish(ctx, f, seq, ts)
-	if now := p.ConnGen(); now != gen {
-		// It reconnected during the publish, which may have overtaken
-		// lost events: send them all again after it.
-		s.pubGen = 0
-		if rerr := s.resend(now, 1); rerr != nil {
-			return s.failed(rerr, len(f))
-		}
-		return nil
 	}
 	if err != nil {
 		return s.failed(err, len(f))
@@ -199,12 +193,18 @@ func (s *stream) resend(gen uint64, fresh int) error {
 		return err
 	}
 	s.pubGen = gen
-	h.stalled.Add(int64(-s.stalled))
-	s.stalled = 0
+	s.unstall()
 	if n > 0 {
 		h.metrics.resent(n)
 	}
 	return nil
+}
+
+// unstall takes the stream's held bytes off the gateway's count (they
+// were sent, or are given up); wmu is held.
+func (s *stream) unstall() {
+	s.conv.hub.stalled.Add(int64(-s.stalled))
+	s.stalled = 0
 }
 
 // maxStalled bounds the events a gateway keeps for resend while NATS is
@@ -352,8 +352,7 @@ func (s *stream) giveUp(epoch uint64) (old *Conn, last uint64, held bool) {
 	// The new holder continues from last; what did not reach NATS from
 	// here is lost with this holder, as if it had died.
 	s.log.reset()
-	s.conv.hub.stalled.Add(int64(-s.stalled))
-	s.stalled = 0
+	s.unstall()
 	s.conv.hub.metrics.streams(-1)
 	inGrace := s.graceTimer != nil
 	if inGrace {
