@@ -106,16 +106,16 @@ func (s *stream) emit(c *Conn, data string) (uint64, time.Time, error) {
 }
 
 func (s *stream) publishToken(ctx context.Context, data string, seq uint64, ts time.Time) error {
-	s.trimLog()
+	s.trimLog(ts)
 	if s.conv.hub.plane.Config().Mode == dataplane.PublishCore {
 		// The NATS client copies the frame on publish: it is built in the
 		// log's buffer, with no allocation per token.
-		s.log.commit(frame.AppendToken(s.log.begin(), &s.wire, ts, data, seq), seq)
+		s.log.commit(frame.AppendToken(s.log.begin(), &s.wire, ts, data, seq), seq, ts.UnixNano())
 		return s.send(ctx, s.log.newest(), seq, ts)
 	}
 	// A JetStream publish keeps its frame until acknowledged.
 	f := frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
-	s.log.add(f, seq)
+	s.log.add(f, seq, ts.UnixNano())
 	return s.send(ctx, f, seq, ts)
 }
 
@@ -170,10 +170,12 @@ func transient(err error) bool {
 		!errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, nats.ErrBadSubject)
 }
 
-// trimLog drops the logged events that came back; wmu is held. While
-// the log is sent on a live connection it is also kept within
-// maxUnacked.
-func (s *stream) trimLog() { s.log.trim(s.echoed.Load(), s.pubGen != 0) }
+// trimLog drops the logged events that came back keepEchoed before now;
+// wmu is held. While the log is sent on a live connection it is also kept
+// within maxUnacked.
+func (s *stream) trimLog(now time.Time) {
+	s.log.trim(s.echoed.Load(), now.Add(-keepEchoed).UnixNano(), s.pubGen != 0)
+}
 
 // resend publishes every event of the log, oldest first, and marks the
 // log as sent on connection gen; wmu is held. The fresh newest events are
@@ -216,7 +218,7 @@ const maxStalled = 64 << 20
 func (s *stream) resendLog() (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.log.trim(s.echoed.Load(), false)
+	s.log.trim(s.echoed.Load(), time.Now().Add(-keepEchoed).UnixNano(), false)
 	gen := s.conv.hub.plane.ConnGen()
 	if gen == s.pubGen && gen != 0 {
 		return 0, nil // sent on this connection already
@@ -325,8 +327,8 @@ func (s *stream) setMetadata(ctx context.Context, c *Conn, metadata string) (uin
 	}
 	seq := s.nextSeq
 	f := frame.AppendStreamMetadata(nil, &s.wire, metadata, ts, seq)
-	s.trimLog()
-	s.log.add(f, seq)
+	s.trimLog(ts)
+	s.log.add(f, seq, ts.UnixNano())
 	if err := s.send(spanParent(ctx, c), f, seq, ts); err != nil {
 		s.wmu.Unlock()
 		return 0, ts, err
@@ -411,7 +413,7 @@ func (s *stream) writeRecord(ctx context.Context, fn func(*presence.Record)) (ui
 // checkpoint writes the last published seq to the record if it moved.
 func (s *stream) checkpoint(ctx context.Context) error {
 	s.wmu.Lock()
-	s.trimLog()
+	s.trimLog(time.Now())
 	s.log.shrink()
 	if !s.local {
 		s.wmu.Unlock()

@@ -1,5 +1,7 @@
 package hub
 
+import "time"
+
 // unacked is a held stream's log of the events it published that have not
 // yet come back to this gateway through its own NATS subscription. A core
 // NATS publish is not acknowledged: events in the client's buffer or on
@@ -18,6 +20,7 @@ type unacked struct {
 
 type unackedEntry struct {
 	seq      uint64
+	at       int64 // when it was published (Unix ns)
 	off, end int
 }
 
@@ -30,20 +33,25 @@ const (
 	maxUnacked = 1 << 20
 	// keepUnacked is the buffer capacity an idle stream keeps (shrink).
 	keepUnacked = 16 << 10
+	// keepEchoed is how long an echoed event is kept still: the echo
+	// shows the server routed it, while the events stream stores it a
+	// moment later, and a server that stops in between loses it. After a
+	// reconnect those are sent again too.
+	keepEchoed = time.Second
 )
 
 // begin returns the buffer to append the next frame to; commit records
-// the frame appended since as seq's event.
+// the frame appended since as seq's event, published at at (Unix ns).
 func (u *unacked) begin() []byte { return u.buf }
 
-func (u *unacked) commit(buf []byte, seq uint64) {
+func (u *unacked) commit(buf []byte, seq uint64, at int64) {
 	off := len(u.buf)
 	u.buf = buf
-	u.ents = append(u.ents, unackedEntry{seq, off, len(buf)})
+	u.ents = append(u.ents, unackedEntry{seq, at, off, len(buf)})
 }
 
 // add records a frame built elsewhere.
-func (u *unacked) add(f []byte, seq uint64) { u.commit(append(u.buf, f...), seq) }
+func (u *unacked) add(f []byte, seq uint64, at int64) { u.commit(append(u.buf, f...), seq, at) }
 
 // newest returns the last frame recorded.
 func (u *unacked) newest() []byte {
@@ -70,10 +78,10 @@ func (u *unacked) size() int {
 	return len(u.buf) - u.ents[u.head].off
 }
 
-// trim drops the frames of seq ≤ echoed and those from the oldest on
-// beyond maxUnacked (force).
-func (u *unacked) trim(echoed uint64, force bool) {
-	for u.head < len(u.ents) && (u.ents[u.head].seq <= echoed || force && u.size() > maxUnacked) {
+// trim drops the frames of seq ≤ echoed published before before (Unix
+// ns), and those from the oldest on beyond maxUnacked (force).
+func (u *unacked) trim(echoed uint64, before int64, force bool) {
+	for u.head < len(u.ents) && (u.ents[u.head].seq <= echoed && u.ents[u.head].at < before || force && u.size() > maxUnacked) {
 		u.head++
 	}
 	u.settle()
