@@ -122,7 +122,7 @@ func (c *conv) start(ctx context.Context) {
 		rec presence.Record
 		rev uint64
 	}
-	var recs []initial
+	var recs, ended []initial
 	loadTimeout := time.NewTimer(10 * time.Second)
 	defer loadTimeout.Stop()
 load:
@@ -146,7 +146,14 @@ load:
 			continue
 		}
 		rec, err := presence.Decode(e.Value())
-		if err != nil || rec.State != presence.Live {
+		if err != nil {
+			continue
+		}
+		if rec.State != presence.Live {
+			// Not applied, but its revision is known: a join that read
+			// this record (a rejoin of a stream that left) need not wait
+			// for it (waitRev).
+			ended = append(ended, initial{rec, e.Revision()})
 			continue
 		}
 		recs = append(recs, initial{rec, e.Revision()})
@@ -166,6 +173,9 @@ load:
 	}
 	lcancel()
 	c.mu.Lock()
+	for _, r := range ended {
+		c.noteRev(r.rec.StreamID, r.rev)
+	}
 	for _, r := range recs {
 		c.onRecord(r.rec, r.rev)
 	}

@@ -23,6 +23,12 @@ import (
 // startHub runs a hub on an embedded NATS server of its own.
 func startHub(t *testing.T) (*Hub, *dataplane.Plane) {
 	t.Helper()
+	return startHubLog(t, slog.DiscardHandler)
+}
+
+// startHubLog is startHub with the hub logging to log.
+func startHubLog(t *testing.T, log slog.Handler) (*Hub, *dataplane.Plane) {
+	t.Helper()
 	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +43,7 @@ func startHub(t *testing.T) (*Hub, *dataplane.Plane) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Gateway: "gw-test"}, plane, ids.NewDeriver([]byte("test pepper, not a secret")), nil, slog.New(slog.DiscardHandler))
+	h, err := New(Config{Gateway: "gw-test"}, plane, ids.NewDeriver([]byte("test pepper, not a secret")), nil, slog.New(log))
 	if err != nil {
 		t.Fatal(err)
 	}
