@@ -78,3 +78,40 @@ func rawStatus(t *testing.T, base, req string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// A frame header that claims a message of a terabyte is refused on the
+// claim: 1009 message_too_large, nothing allocated for it, and the
+// gateway goes on serving (spec 4.2: messages are at most 1 MiB).
+func TestWebSocketHugeLengthClaim(t *testing.T) {
+	t.Parallel()
+	sys := startWith(t, func(*gatewayd.Config) {})
+	r := newRoom(t, sys, "alice")
+	for _, tc := range []struct {
+		name   string
+		header []byte
+	}{
+		// FIN+text, MASK+127, a 64-bit length of 2^40, zero mask key.
+		{"text", []byte{0x81, 0xff, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+		// A first fragment of 1 KiB, then a continuation claiming 2^40.
+		{"continuation", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := rawHTTP(t, sys.URL(0))
+			upgrade(t, c, r.link, r.cred, "huge-"+tc.name)
+			msg := tc.header
+			if msg == nil {
+				first := append([]byte{0x01, 0xfe, 0x04, 0x00, 0, 0, 0, 0}, []byte(`{"type":"token","data":"`+strings.Repeat("a", 1024-24))...)
+				msg = append(first, 0x80, 0xff, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+			}
+			if _, err := c.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			if code, reason := readClose(t, c); code != 1009 || reason != "message_too_large" {
+				t.Fatalf("closed %d %q, want 1009 message_too_large", code, reason)
+			}
+		})
+	}
+	if got := rawStatus(t, sys.URL(0), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); got != http.StatusOK {
+		t.Fatalf("healthz after the claims: %d", got)
+	}
+}

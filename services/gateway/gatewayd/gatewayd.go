@@ -31,6 +31,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/gateway/internal/mcpserver"
 	"github.com/amsrouter/ams/services/gateway/internal/metrics"
+	"github.com/amsrouter/ams/services/gateway/internal/netpoll"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
 	"github.com/amsrouter/ams/services/gateway/internal/viewer"
 	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
@@ -80,6 +81,10 @@ type Config struct {
 	// SendBuffer fixes the kernel send buffer of each client connection
 	// (bytes); 0 lets the kernel size it.
 	SendBuffer int
+	// WSBlockingReads reads each WebSocket in a goroutine of its own
+	// instead of waiting for input in the gateway's epoll set (Linux):
+	// an idle connection then holds a goroutine and its stack.
+	WSBlockingReads bool
 	// SSEKeepAlive overrides the 15 s SSE keepalive (tests).
 	SSEKeepAlive time.Duration
 	// Tracing traces HTTP requests, gRPC calls and events across
@@ -334,6 +339,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		},
 		Handlers: httpapi.Handlers{
 			Connect: &wsconn.Handler{
+				Poller:      wsPoller(log, cfg.WSBlockingReads),
 				Log:         log,
 				Admitter:    admitter,
 				Hub:         g.hub,
@@ -502,4 +508,18 @@ func (p presenceAdapter) LiveStreams(ctx context.Context, conversationID string)
 			Metadata: s.Metadata, PeerIdentity: s.PeerIdentity, LastSeq: s.LastSeq}
 	}
 	return out, nil
+}
+
+// wsPoller is the epoll set WebSockets wait for input in, nil when
+// blocking reads are asked for or the system has none.
+func wsPoller(log *slog.Logger, blocking bool) *netpoll.Poller {
+	if blocking {
+		return nil
+	}
+	p, err := netpoll.Default()
+	if err != nil {
+		log.Info("websocket reads block in a goroutine per connection", "reason", err.Error())
+		return nil
+	}
+	return p
 }

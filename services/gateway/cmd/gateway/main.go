@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Int(&cfg.Hub.QueueFrames, "queue-frames", 1024, "outbound queue bound per connection, in frames")
 	fs.Int(&cfg.Hub.QueueBytes, "queue-bytes", 8<<20, "outbound queue bound per connection, in bytes")
 	fs.Int(&cfg.SendBuffer, "send-buffer", 0, "kernel send buffer per client connection in bytes (0: the kernel sizes it)")
+	fs.Bool(&cfg.WSBlockingReads, "ws-blocking-reads", false, "read each WebSocket in a goroutine of its own instead of the epoll set (idle connections cost a goroutine each)")
 	registerLimitFlags(fs, &cfg)
 	fs.Secret(&pepper, "derivation-pepper", true, "secret pepper of derived ids, shared by every gateway")
 	fs.String(&logFormat, "log-format", "json", "log format: json or text")

@@ -19,6 +19,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/httpapi"
 	"github.com/amsrouter/ams/services/gateway/internal/hub"
 	"github.com/amsrouter/ams/services/gateway/internal/limits"
+	"github.com/amsrouter/ams/services/gateway/internal/netpoll"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
@@ -45,6 +46,11 @@ type Handler struct {
 	// Limits rate-limits each connection's frames and its account's
 	// tokens (4429 rate_limited); nil: none.
 	Limits *limits.Limits
+	// Poller, if not nil, watches idle connections for input: a
+	// connection's reader runs only while the client has sent something,
+	// and an idle connection holds no goroutine. Nil: each connection
+	// reads in a goroutine of its own.
+	Poller *netpoll.Poller
 	// SendBuffer, if not 0, fixes each connection's kernel send buffer in
 	// bytes. By default the kernel sizes it (up to megabytes), which lets
 	// a slow reader fall that much further behind before its queue
@@ -53,10 +59,10 @@ type Handler struct {
 }
 
 // ServeHTTP upgrades, admits and joins one connection, then returns: the
-// connection runs on in a goroutine of its own, started with a small stack
-// (the handler's has grown through routing and admission), and the
-// writer runs only while there is something to write. An idle connection
-// costs one parked goroutine and no buffers.
+// connection's reader runs only while the client has input (with a
+// Poller; else in a goroutine of its own), and its writer only while
+// there is something to write. An idle connection costs no goroutine and
+// no buffers.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !IsWebSocket(r) {
 		if AcceptsSSE(r) && h.SSE != nil {
@@ -108,8 +114,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.handler = c.handle
 	c.wantsCursor = jr.Cursor != nil
+	if h.Poller != nil {
+		// Without a descriptor of its own (TLS) the connection reads in
+		// its goroutine.
+		if d, err := h.Poller.Register(nc, c.wakeReader); err == nil {
+			c.pd = d
+		}
+	}
 	c.ping = time.AfterFunc(c.pingEvery, c.pingDue)
-	go c.run()
+	go c.readOn(true)
 	// The writer: writing was set from the start, so that wakes during
 	// the join waited for the connection to be complete.
 	go c.write()
@@ -135,6 +148,17 @@ type conn struct {
 	acct        *limits.Account // its account's token rate
 	pingEvery   time.Duration
 	idle        time.Duration
+
+	// With a poller (pd not nil) the reader runs only while the client
+	// has input: between messages it arms pd and exits, and parkedAt
+	// holds when (Unix ns; 0 while a reader runs). Whoever swaps
+	// parkedAt back to 0 starts the next reader: input (pd), the
+	// writer's end (the close handshake needs a reader), or the idle
+	// check (idleOut set).
+	pd       *netpoll.Desc
+	parkedAt atomic.Int64
+	idleOut  atomic.Bool
+	rs       readState
 
 	// The writer runs only while there is something to write: Wake sets
 	// pending and starts a writer goroutine unless one runs (writing).
@@ -182,10 +206,27 @@ func (c *conn) Wake() {
 	}
 }
 
+// readState is the reader's state between messages and across parks.
+type readState struct {
+	msg     []byte // the message being read, nil between messages
+	msgSlot *[]byte
+	msgOp   ws.OpCode
+	// closing: the server failed the connection; input is discarded
+	// until the client answers the close frame.
+	closing bool
+}
+
 // pingDue runs on the ping timer: the writer adds a ping to its next
-// write.
+// write. It also drops a parked connection that has been silent for the
+// idle timeout (a running reader has a read deadline instead), so that
+// is checked at each ping.
 func (c *conn) pingDue() {
 	if c.stopped.Load() {
+		return
+	}
+	if t := c.parkedAt.Load(); t != 0 && time.Now().UnixNano()-t >= int64(c.idle) && c.parkedAt.CompareAndSwap(t, 0) {
+		c.idleOut.Store(true)
+		go c.readOn(false)
 		return
 	}
 	c.pingNow.Store(true)
@@ -219,10 +260,44 @@ func (c *conn) refuse(err error) {
 	_ = c.nc.Close()
 }
 
-// run reads until the connection ends, then closes it.
-func (c *conn) run() {
+// readOn reads until the connection ends, then closes it, or until the
+// reader parks: it has consumed all input and waits in the poller. A
+// reader woken by the poller reads at least one frame first (idle false).
+func (c *conn) readOn(idle bool) {
+	code, lost, parked := c.readLoop(idle)
+	if parked {
+		return
+	}
+	c.finish(code, lost)
+}
+
+// park arms the poller and gives up reading: the goroutine that calls it
+// must return without touching the reader's state, which belongs to the
+// next reader from then on.
+func (c *conn) park() {
+	c.parkedAt.Store(time.Now().UnixNano())
+	if err := c.pd.Arm(); err != nil {
+		c.wakeReader() // the read finds the connection closed
+	}
+}
+
+// wakeReader starts a reader if the connection's is parked.
+func (c *conn) wakeReader() {
+	for {
+		t := c.parkedAt.Load()
+		if t == 0 {
+			return
+		}
+		if c.parkedAt.CompareAndSwap(t, 0) {
+			go c.readOn(false)
+			return
+		}
+	}
+}
+
+// finish closes the connection after its reader ended.
+func (c *conn) finish(code int, lost bool) {
 	defer c.acct.Release()
-	code, lost := c.readLoop()
 	if code != 0 {
 		c.hc.Close(code, lost)
 	}
@@ -242,6 +317,13 @@ func (c *conn) run() {
 	c.writing.Store(true)
 	c.wmu.Unlock()
 	c.r.release()
+	if s := &c.rs; s.msg != nil {
+		putMsgBuf(s.msg, s.msgSlot)
+		s.msg, s.msgSlot = nil, nil
+	}
+	if c.pd != nil {
+		c.pd.Close()
+	}
 	_ = c.nc.Close()
 }
 
@@ -250,55 +332,65 @@ func (c *conn) run() {
 // close handshake; code 0 when the server closed it. After the server
 // decides to close, input is read and discarded until the client answers
 // the close frame, so that closing the socket does not reset it before the
-// client has read the close frame.
-func (c *conn) readLoop() (code int, lost bool) {
-	var msg []byte
-	var msgSlot *[]byte
-	var msgOp ws.OpCode
-	closing := false
+// client has read the close frame. With a poller it returns parked
+// instead when it has consumed all input between messages: at once if
+// idle, else after the first frame.
+func (c *conn) readLoop(idle bool) (code int, lost, parked bool) {
+	s := &c.rs
 	fail := func(code wireerr.Code) {
-		closing = true
-		msg = nil
+		s.closing = true
+		if s.msg != nil {
+			putMsgBuf(s.msg, s.msgSlot)
+			s.msg, s.msgSlot = nil, nil
+		}
 		c.hc.Fail(code)
 	}
 	protocolError := wireerr.Code{Name: "protocol_error", Close: 1002}
 	for {
-		if !closing {
+		if c.idleOut.Load() {
+			return c.lostRead()
+		}
+		if !s.closing && !c.closeSent.Load() {
+			if idle && c.pd != nil && s.msg == nil && c.r.br == nil {
+				c.park()
+				return 0, false, true
+			}
+			idle = true
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.idle))
 		}
 		hdr, err := ws.ReadHeaderBuffer(&c.r, c.rhdr[:])
 		if err != nil {
-			return c.ended(1006)
+			return c.lostRead()
 		}
 		if !hdr.Masked || hdr.Rsv != 0 || (hdr.OpCode.IsControl() && (hdr.Length > 125 || !hdr.Fin)) {
-			if !closing {
+			if !s.closing {
 				fail(protocolError)
 			}
 			if _, err := io.CopyN(io.Discard, &c.r, hdr.Length); err != nil {
-				return c.ended(1006)
+				return c.lostRead()
 			}
 			continue
 		}
 		if hdr.OpCode.IsControl() {
 			payload := make([]byte, hdr.Length)
 			if _, err := io.ReadFull(&c.r, payload); err != nil {
-				return c.ended(1006)
+				return c.lostRead()
 			}
 			ws.Cipher(payload, hdr.Mask, 0)
 			switch hdr.OpCode {
 			case ws.OpPing:
-				if !closing && c.frames.Frame() != nil {
+				if !s.closing && c.frames.Frame() != nil {
 					fail(wireerr.RateLimited)
 				}
-				if !closing {
+				if !s.closing {
 					c.mu.Lock()
 					c.pongs = append(c.pongs, payload)
 					c.mu.Unlock()
 					c.Wake()
 				}
 			case ws.OpClose:
-				if closing || c.closeSent.Load() {
-					return 0, false // the answer to our close
+				if s.closing || c.closeSent.Load() {
+					return 0, false, false // the answer to our close
 				}
 				sc, _ := ws.ParseCloseFrameData(payload)
 				peer := int(sc)
@@ -313,50 +405,51 @@ func (c *conn) readLoop() (code int, lost bool) {
 				c.hc.Close(peer, peer == 1001)
 				// Echo the client's close code (spec 4.2).
 				c.Close(echo, "")
-				return 0, false
+				return 0, false, false
 			}
 			continue
 		}
-		if closing {
+		if s.closing {
 			if _, err := io.CopyN(io.Discard, &c.r, hdr.Length); err != nil {
-				return c.ended(1006)
+				return c.lostRead()
 			}
 			continue
 		}
 		// Data frame or continuation.
 		switch {
-		case (hdr.OpCode == ws.OpContinuation) == (msg == nil):
+		case (hdr.OpCode == ws.OpContinuation) == (s.msg == nil):
 			fail(protocolError)
 			continue
-		case hdr.OpCode != ws.OpContinuation:
-			msgOp = hdr.OpCode
-			msg, msgSlot = getMsgBuf(hdr.Length)
-		}
-		if int64(len(msg))+hdr.Length > MaxMessage {
+		case int64(len(s.msg))+hdr.Length > MaxMessage:
+			// Checked before a buffer is taken: the length is the
+			// client's claim.
 			fail(wireerr.MessageTooLarge)
 			if _, err := io.CopyN(io.Discard, &c.r, hdr.Length); err != nil {
-				return c.ended(1006)
+				return c.lostRead()
 			}
 			continue
+		case hdr.OpCode != ws.OpContinuation:
+			s.msgOp = hdr.OpCode
+			s.msg, s.msgSlot = getMsgBuf(hdr.Length)
 		}
-		start := len(msg)
-		msg = append(msg, make([]byte, hdr.Length)...)
-		if _, err := io.ReadFull(&c.r, msg[start:]); err != nil {
-			return c.ended(1006)
+		start := len(s.msg)
+		s.msg = append(s.msg, make([]byte, hdr.Length)...)
+		if _, err := io.ReadFull(&c.r, s.msg[start:]); err != nil {
+			return c.lostRead()
 		}
-		ws.Cipher(msg[start:], hdr.Mask, 0)
+		ws.Cipher(s.msg[start:], hdr.Mask, 0)
 		if !hdr.Fin {
 			continue
 		}
-		m := msg
-		msg = nil
-		if msgOp != ws.OpText {
+		m := s.msg
+		s.msg = nil
+		if s.msgOp != ws.OpText {
 			fail(wireerr.MalformedFrame)
 			continue
 		}
 		err = frame.DecodeInto(m, c.batch, &c.scratch, c.handler)
-		putMsgBuf(m, msgSlot)
-		msgSlot = nil
+		putMsgBuf(m, s.msgSlot)
+		s.msgSlot = nil
 		if err != nil {
 			code := wireerr.Internal
 			if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
@@ -365,6 +458,12 @@ func (c *conn) readLoop() (code int, lost bool) {
 			fail(code)
 		}
 	}
+}
+
+// lostRead is readLoop's answer to a failed read.
+func (c *conn) lostRead() (code int, lost, parked bool) {
+	code, lost = c.ended(1006)
+	return code, lost, false
 }
 
 // ended reports a connection that stopped without a close frame: lost,
@@ -456,6 +555,9 @@ func (c *conn) write() {
 		}
 		if c.flush(ip) {
 			c.endOnce.Do(func() { close(c.writerEnd) })
+			// A parked reader reads the client's answer to the close
+			// (within closeWait), or finds the socket closed.
+			c.wakeReader()
 			return // writing stays set: this connection writes no more
 		}
 	}

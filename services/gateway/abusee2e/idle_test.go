@@ -1,0 +1,143 @@
+package abusee2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/amsrouter/ams/services/gateway/gatewayd"
+)
+
+// Idle WebSockets hold no goroutine on the gateway: their readers wait in
+// the gateway's epoll set and run only when a client sends something
+// (issue: idle connections ≤ 16 KB each). With blocking reads, each holds
+// one, which is what shows that the count measures them. The connections
+// still work after idling: each answers a ping.
+func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
+	const conns = 200
+	for _, blocking := range []bool{false, true} {
+		t.Run(fmt.Sprintf("blocking=%v", blocking), func(t *testing.T) {
+			sys := startWith(t, func(cfg *gatewayd.Config) {
+				cfg.WSBlockingReads = blocking
+				cfg.Hub.MaxStreamsPerAccount = 2 * conns
+				cfg.Hub.MaxStreamsPerConversation = 2 * conns
+				cfg.Limits.AccountConns = 2 * conns
+			})
+			r := newRoom(t, sys, "alice")
+			// One connection first, so that the conversation's own
+			// goroutines are running before the count starts.
+			first := rawHTTP(t, sys.URL(0))
+			upgrade(t, first, r.link, r.cred, "first")
+			before := settled(t, func(int) bool { return false })
+			cs := make([]*rawWS, conns)
+			for i := range cs {
+				c := rawHTTP(t, sys.URL(0))
+				cs[i] = &rawWS{c: c, br: upgrade(t, c, r.link, r.cred, fmt.Sprintf("idle-%d", i))}
+			}
+			var after int
+			if blocking {
+				after = settled(t, func(n int) bool { return n >= before+conns })
+				if after-before < conns {
+					t.Fatalf("%d goroutines more for %d blocking connections, want at least one each", after-before, conns)
+				}
+			} else {
+				after = settled(t, func(n int) bool { return n <= before+conns/4 })
+				if after-before > conns/4 {
+					t.Fatalf("%d goroutines more for %d idle connections", after-before, conns)
+				}
+			}
+			t.Logf("goroutines: %d before, %d with %d idle connections", before, after, conns)
+			for _, c := range cs {
+				c.pingPong(t)
+			}
+		})
+	}
+}
+
+// settled returns the goroutine count once done(count) holds, or once it
+// has held steady for a quarter of a second (writers that delivered the
+// joins exit when their queues are empty).
+func settled(t *testing.T, done func(int) bool) int {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	last := runtime.NumGoroutine()
+	steady := 0
+	for time.Now().Before(deadline) && steady < 5 {
+		if done(last) {
+			return last
+		}
+		time.Sleep(50 * time.Millisecond) // polling a visible count; the deadline bounds it
+		n := runtime.NumGoroutine()
+		if n == last {
+			steady++
+		} else {
+			steady = 0
+		}
+		last = n
+	}
+	return last
+}
+
+// rawWS is a client WebSocket driven by hand (no goroutine of its own).
+type rawWS struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+// pingPong sends an AMS ping and reads frames until the pong.
+func (w *rawWS) pingPong(t *testing.T) {
+	t.Helper()
+	msg := []byte(`{"type":"ping"}`)
+	// FIN+text, MASK+length, zero mask key.
+	if _, err := w.c.Write(append([]byte{0x81, 0x80 | byte(len(msg)), 0, 0, 0, 0}, msg...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.c.SetReadDeadline(time.Now().Add(wait))
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(w.br, h[:]); err != nil {
+			t.Fatalf("no pong: %v", err)
+		}
+		n := int(h[1] & 0x7f)
+		if n == 126 {
+			var e [2]byte
+			_, _ = io.ReadFull(w.br, e[:])
+			n = int(e[0])<<8 | int(e[1])
+		} else if n == 127 {
+			t.Fatal("unexpected 64-bit frame length")
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(w.br, p); err != nil {
+			t.Fatalf("short frame: %v", err)
+		}
+		if h[0]&0x0f == 0x8 {
+			t.Fatalf("closed: %q", p)
+		}
+		if strings.Contains(string(p), `"type":"pong"`) {
+			return
+		}
+	}
+}
+
+// A connection the server closes (here displaced by a new connection of
+// its stream, spec 4.5) whose client never answers the close frame is
+// dropped after the close wait, not left to the idle timeout: its reader,
+// parked in the epoll set, is woken by the close.
+func TestServerCloseOfSilentClient(t *testing.T) {
+	t.Parallel()
+	sys := startWith(t, func(cfg *gatewayd.Config) { cfg.WSIdleTimeout = time.Hour })
+	r := newRoom(t, sys, "alice")
+	old := rawHTTP(t, sys.URL(0))
+	br := upgrade(t, old, r.link, r.cred, "w")
+	(&rawWS{c: old, br: br}).pingPong(t) // joined and idle
+	upgrade(t, rawHTTP(t, sys.URL(0)), r.link, r.cred, "w")
+	if code, reason := readClose(t, br); code != 4001 || reason != "stream_displaced" {
+		t.Fatalf("closed %d %q, want 4001 stream_displaced", code, reason)
+	}
+	closedWithin(t, old, wait)
+}
