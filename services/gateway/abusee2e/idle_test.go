@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 

@@ -105,6 +105,11 @@ type Config struct {
 	// Quota bounds the live connections of an account on this gateway
 	// (abuse control, package limits); nil: no quota.
 	Quota Quota
+	// MaxJoining bounds the joins whose NATS work (stream records, last
+	// seqs, the conversation's first load) runs at once; more wait their
+	// turn. Without a bound a reconnect storm floods NATS with requests
+	// until they, and the gateway's heartbeats, time out.
+	MaxJoining int
 }
 
 // Quota counts live connections per account. Join acquires before checks
@@ -130,6 +135,7 @@ func (c *Config) defaults() {
 	set(&c.MaxStreamsPerAccount, 10)
 	set(&c.MaxStreamsPerConversation, 100)
 	set(&c.MaxObservers, 1000)
+	set(&c.MaxJoining, 4096)
 	setD(&c.Grace, 10*time.Second)
 	setD(&c.Heartbeat, 2*time.Second)
 	setD(&c.DeadAfter, 10*time.Second)
@@ -152,7 +158,8 @@ type Hub struct {
 	convs map[string]*conv
 
 	nextConn  atomic.Uint64
-	joinLocks [64]sync.Mutex
+	joinLocks keyLocks      // by stream id
+	joining   chan struct{} // MaxJoining slots
 	// observersRefreshed is when observer counts were last rewritten;
 	// guarded by mu.
 	observersRefreshed time.Time
@@ -174,6 +181,7 @@ func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Me
 	h := &Hub{
 		cfg: cfg, log: log, plane: plane, deriver: deriver, metrics: hubMetrics{m},
 		convs: map[string]*conv{}, tracer: cfg.Tracing.Tracer("github.com/amsrouter/ams/services/gateway/internal/hub"),
+		joining: make(chan struct{}, cfg.MaxJoining),
 	}
 	if m != nil {
 		m.SetQueuedBytes(h.QueuedBytes)

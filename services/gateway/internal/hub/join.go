@@ -49,6 +49,9 @@ type JoinRequest struct {
 	Cursor    *connreq.Cursor
 	Batch     bool
 	Transport string
+	// Gone, if set, reports that the client closed its connection while
+	// the join waited for its turn (MaxJoining): it is then not served.
+	Gone func() bool
 }
 
 // Join attaches a connection (spec 4.2 checks 8–10 and 4.5): it owns its
@@ -63,6 +66,19 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 		if err := q.AcquireConn(req.AccountID); err != nil {
 			return nil, err
 		}
+	}
+	select {
+	case h.joining <- struct{}{}:
+	case <-ctx.Done():
+		h.releaseQuota(req.AccountID)
+		return nil, ctx.Err()
+	}
+	defer func() { <-h.joining }()
+	if req.Gone != nil && req.Gone() {
+		// Gave up waiting (a connect timeout in a reconnect storm): its
+		// NATS work would only delay the clients still waiting.
+		h.releaseQuota(req.AccountID)
+		return nil, errClientGone
 	}
 	c, err := h.acquire(ctx, req.Conversation)
 	if err != nil {
@@ -105,6 +121,8 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest, sink Sink) (*Conn, erro
 	}
 	return conn, nil
 }
+
+var errClientGone = wireerr.New(wireerr.GoingAway, "the client closed the connection before it joined")
 
 // joinObserver admits an observer within the per-conversation cap. The
 // cap counts every gateway's observers, read from the observers bucket;
@@ -231,9 +249,7 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 	sid := h.deriver.StreamID(c.id, req.AccountID, req.StreamName)
 	// Joins of one stream on this gateway run one at a time; across
 	// gateways the record's compare-and-set orders them.
-	jl := &h.joinLocks[fnv32(sid)%uint32(len(h.joinLocks))]
-	jl.Lock()
-	defer jl.Unlock()
+	defer h.joinLocks.lock(sid)()
 	probe := c.newStream(sid)
 	for attempt := 0; ; attempt++ {
 		if attempt == maxJoinAttempts {
@@ -280,9 +296,18 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 				}
 			}
 		}
-		last, err := h.lastSeq(ctx, c.id, sid, rec.LastSeq)
-		if err != nil {
-			return h.internal(c.id, "read stream history", err)
+		// A stream this gateway holds (a resume within the grace) is at
+		// the seq it assigned last; others are asked of JetStream.
+		last, held := uint64(0), false
+		if resumed && rec.Gateway == h.cfg.Gateway {
+			last, held = c.heldLast(sid)
+			last = max(last, rec.LastSeq)
+		}
+		if !held {
+			last, err = h.lastSeq(ctx, c.id, sid, rec.LastSeq)
+			if err != nil {
+				return h.internal(c.id, "read stream history", err)
+			}
 		}
 		next := presence.Record{
 			StreamID: sid, Name: req.StreamName, Owner: req.AccountID,
@@ -364,6 +389,23 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 		}
 		return nil
 	}
+}
+
+// heldLast returns the last seq this gateway assigned to a stream it
+// holds, and false if it does not hold it.
+func (c *conv) heldLast(sid string) (uint64, bool) {
+	c.mu.Lock()
+	s := c.streams[sid]
+	c.mu.Unlock()
+	if s == nil {
+		return 0, false
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.local {
+		return 0, false
+	}
+	return s.nextSeq - 1, true
 }
 
 // admit applies checks 8–10 of spec 4.2 against the streams live here.
@@ -621,16 +663,6 @@ func (conn *Conn) Subscribe(all bool, items []string) {
 		sub = conn.filter.items
 	}
 	conn.enqueue(Item{Frame: frame.AppendSubscribed(nil, sub, c.subscribed(conn))})
-}
-
-// fnv32 hashes a string (FNV-1a) to pick a join lock.
-func fnv32(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
 }
 
 // internal logs the cause of an internal error (a store or NATS failure;

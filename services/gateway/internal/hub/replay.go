@@ -9,6 +9,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
+	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
 // maxReplayBuffer bounds the live events held for one stream while it is
@@ -212,6 +213,9 @@ func (c *conv) replayOne(conn *Conn, s *stream, rb *replayBuf) (int, bool) {
 	}
 }
 
+// replayTries is how many times a replay that NATS failed is tried.
+const replayTries = 3
+
 // replayStream enqueues the retained events of one stream from first up
 // to snapshot (0: to the newest retained) and returns the last seq sent.
 // JetStream stores an event just after live subscribers get it, so when
@@ -220,6 +224,7 @@ func (c *conv) replayStream(conn *Conn, subj string, info *frame.Stream, first, 
 	last := first - 1
 	errStop := errors.New("stop")
 	gapSent := false
+	failures := 0
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(conn.ctx, 10*time.Second)
@@ -265,8 +270,22 @@ func (c *conv) replayStream(conn *Conn, subj string, info *frame.Stream, first, 
 			if conn.ctx.Err() != nil {
 				return last, err
 			}
-			c.hub.log.Warn("replay failed", "conversation_id", c.id, "stream_id", info.ID, "err", err)
-			return last, nil
+			// NATS did not answer (a reconnect storm, a restart): try
+			// again from where the replay stopped, and failing that close
+			// the connection so that the client resumes again from its
+			// cursor. Going on live would skip what was not replayed.
+			if failures++; failures < replayTries {
+				c.hub.log.Warn("replay interrupted; retrying", "conversation_id", c.id, "stream_id", info.ID, "from_seq", last+1, "err", err)
+				select {
+				case <-conn.ctx.Done():
+					return last, conn.ctx.Err()
+				case <-time.After(time.Duration(failures) * 250 * time.Millisecond):
+				}
+				continue
+			}
+			c.hub.log.Warn("replay failed; closing the connection", "conversation_id", c.id, "stream_id", info.ID, "from_seq", last+1, "err", err)
+			go conn.closeWith(wireerr.Internal)
+			return last, err
 		}
 		if snapshot == 0 || last >= snapshot || time.Now().After(deadline) {
 			if snapshot != 0 && last < snapshot {

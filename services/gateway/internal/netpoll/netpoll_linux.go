@@ -193,3 +193,21 @@ func (d *Desc) Close() {
 	delete(d.p.descs, d.key)
 	d.p.mu.Unlock()
 }
+
+// PeerClosed reports whether the peer of c has closed or reset the
+// connection, without consuming input: a client that gave up waiting (a
+// connect timeout) need not be served. False when it cannot tell.
+func PeerClosed(c net.Conn) bool {
+	rc, err := rawConn(c)
+	if err != nil {
+		return false
+	}
+	closed := false
+	var b [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = n == 0 && err == nil || err == unix.ECONNRESET
+		return true // never wait
+	})
+	return closed
+}

@@ -24,3 +24,6 @@ func (d *Desc) Arm() error { return ErrUnsupported }
 
 // Close does nothing.
 func (d *Desc) Close() {}
+
+// PeerClosed cannot tell here: false.
+func PeerClosed(net.Conn) bool { return false }

@@ -1,9 +1,13 @@
+//go:build linux
+
 package netpoll
 
 import (
 	"net"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func pair(t *testing.T) (client, server net.Conn) {
@@ -160,5 +164,49 @@ func TestRegisterUnsupported(t *testing.T) {
 	defer b.Close()
 	if _, err := p.Register(a, func() {}); err != ErrUnsupported {
 		t.Fatalf("Register of a pipe: %v", err)
+	}
+}
+
+// PeerClosed tells a closed peer from an open one, with or without unread
+// input, and consumes nothing.
+func peekable(c net.Conn) bool {
+	rc, _ := rawConn(c)
+	ok := false
+	var b [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, _ := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ok = n > 0
+		return true
+	})
+	return ok
+}
+
+func TestPeerClosed(t *testing.T) {
+	c, s := pair(t)
+	if PeerClosed(s) {
+		t.Fatal("open and silent: reported closed")
+	}
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	// The input is not consumed: it is still there to read.
+	buf := make([]byte, 2)
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for !peekable(s) {
+		time.Sleep(time.Millisecond) // polling a visible condition; the read deadline bounds it
+	}
+	if PeerClosed(s) {
+		t.Fatal("open with input: reported closed")
+	}
+	if n, err := s.Read(buf); err != nil || string(buf[:n]) != "hi" {
+		t.Fatalf("read %q %v after PeerClosed", buf[:n], err)
+	}
+	c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !PeerClosed(s) {
+		if time.Now().After(deadline) {
+			t.Fatal("closed peer never reported")
+		}
+		time.Sleep(time.Millisecond) // polling a visible condition; the deadline bounds it
 	}
 }

@@ -100,6 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	jr, _, err := h.Admitter.Admit(ctx, p.NS, p.Alias, &raw, "ws")
 	if err == nil {
+		jr.Gone = func() bool { return netpoll.PeerClosed(nc) }
 		c.hc, err = h.Hub.Join(ctx, jr, c)
 	}
 	if err != nil {
