@@ -234,6 +234,8 @@ type Reader struct {
 	joinedAt  atomic.Int64
 	joinKind  string
 	anomalies []string
+	// connectErrs counts failed connects by reason (under mu).
+	connectErrs map[string]int
 	// watch, if set, is called (under mu) after each join and each
 	// message; the avalanche uses it to time catching up.
 	watch func(r *Reader)
@@ -376,6 +378,12 @@ func (r *Reader) Run(ctx context.Context, stop <-chan struct{}) {
 			c, err = r.connect(ctx, attempt)
 			attempt++
 			if err != nil {
+				r.mu.Lock()
+				if r.connectErrs == nil {
+					r.connectErrs = map[string]int{}
+				}
+				r.connectErrs[errReason(err)]++
+				r.mu.Unlock()
 				continue
 			}
 			attempt = 0
@@ -528,4 +536,35 @@ func describeUnfinished(readers []*Reader, writers []*Writer) string {
 		}
 	}
 	return fmt.Sprintf("%d reader streams behind (first: %s)", n, first)
+}
+
+// errReason is an error's text without the numbers (addresses, ports,
+// durations) that make each one different, for counting by kind.
+func errReason(err error) string {
+	b := []byte(err.Error())
+	out := make([]byte, 0, len(b))
+	for i, c := range b {
+		if c >= '0' && c <= '9' {
+			if i > 0 && b[i-1] >= '0' && b[i-1] <= '9' {
+				continue
+			}
+			c = '#'
+		}
+		out = append(out, c)
+	}
+	if len(out) > 120 {
+		out = out[:120]
+	}
+	return string(out)
+}
+
+// ConnectErrors returns the reader's failed connects by reason.
+func (r *Reader) ConnectErrors() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.connectErrs))
+	for k, v := range r.connectErrs {
+		out[k] = v
+	}
+	return out
 }

@@ -102,7 +102,8 @@ func (e *Env) cpuGateways(_ *System, gws ...*Gateway) []*Gateway {
 }
 
 // profile captures, in the background, a CPU profile of every gateway of
-// sys over d starting at at, into ProfileDir/<label>-<gateway>.cpu.pprof.
+// sys over d starting at at, into ProfileDir/<label>-<gateway>.cpu.pprof,
+// and a goroutine profile halfway (<label>-<gateway>.goroutine.pprof).
 func (e *Env) profile(ctx context.Context, sys *System, label string, d time.Duration, at time.Time) {
 	if e.ProfileDir == "" {
 		return
@@ -120,6 +121,17 @@ func (e *Env) profile(ctx context.Context, sys *System, label string, d time.Dur
 				return
 			}
 			e.Progress.Printf("CPU profile of %s during %s: %s", g.Name, label, path)
+		})
+		// And where its goroutines wait, halfway through: what a phase
+		// that leaves the CPU idle is blocked on.
+		gpath := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name+".goroutine.pprof")
+		e.pending.Go(func() {
+			sleepUntil(ctx, at.Add(d/2))
+			if err := fetchProfile(ctx, g.PprofURL+"/debug/pprof/goroutine", gpath); err != nil {
+				e.Progress.Printf("profile %s: %v", gpath, err)
+				return
+			}
+			e.Progress.Printf("goroutine profile of %s during %s: %s", g.Name, label, gpath)
 		})
 	}
 }

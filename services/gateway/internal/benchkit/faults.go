@@ -3,6 +3,7 @@ package benchkit
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,6 +196,25 @@ func noteAnomalies(t *Table, readers []*Reader) {
 	if n > 0 {
 		head := []string{fmt.Sprintf("Gaps and duplicates seen (%d; the first 10):", n), ""}
 		t.Notes = append(append(append(head, first...), ""), t.Notes...)
+	}
+	errs := map[string]int{}
+	total := 0
+	for _, r := range readers {
+		for k, v := range r.ConnectErrors() {
+			errs[k] += v
+			total += v
+		}
+	}
+	if total > 0 {
+		kinds := make([]string, 0, len(errs))
+		for k := range errs {
+			kinds = append(kinds, k)
+		}
+		sort.Slice(kinds, func(i, j int) bool { return errs[kinds[i]] > errs[kinds[j]] })
+		t.Note("failed reconnects of readers: %d (the kit retries after 25 ms, doubling up to 1 s)", total)
+		for _, k := range kinds[:min(len(kinds), 5)] {
+			t.Note("- %d × %s", errs[k], k)
+		}
 	}
 }
 
