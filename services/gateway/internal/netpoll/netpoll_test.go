@@ -84,10 +84,13 @@ func never(t *testing.T, p *Poller, ready chan struct{}, what string) {
 	}
 }
 
-func TestArmFiresOncePerArm(t *testing.T) {
-	p := newPoller(t)
-	c, s := pair(t)
-	ready := make(chan struct{}, 4)
+// armed registers the server side of a new connection pair in a new
+// Poller, armed, with a callback that signals ready.
+func armed(t *testing.T) (p *Poller, c, s net.Conn, d *Desc, ready chan struct{}) {
+	t.Helper()
+	p = newPoller(t)
+	c, s = pair(t)
+	ready = make(chan struct{}, 4)
 	d, err := p.Register(s, func() { ready <- struct{}{} })
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +98,11 @@ func TestArmFiresOncePerArm(t *testing.T) {
 	if err := d.Arm(); err != nil {
 		t.Fatal(err)
 	}
+	return p, c, s, d, ready
+}
+
+func TestArmFiresOncePerArm(t *testing.T) {
+	p, c, s, d, ready := armed(t)
 	never(t, p, ready, "armed without input")
 	if _, err := c.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
@@ -120,16 +128,7 @@ func TestArmFiresOncePerArm(t *testing.T) {
 }
 
 func TestClosedDescNeverFires(t *testing.T) {
-	p := newPoller(t)
-	c, s := pair(t)
-	ready := make(chan struct{}, 4)
-	d, err := p.Register(s, func() { ready <- struct{}{} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Arm(); err != nil {
-		t.Fatal(err)
-	}
+	p, c, _, d, ready := armed(t)
 	d.Close()
 	if err := d.Arm(); err != ErrClosed {
 		t.Fatalf("Arm after Close: %v", err)
