@@ -40,10 +40,3 @@ func (k *keyLocks) lock(key string) (unlock func()) {
 		k.mu.Unlock()
 	}
 }
-
-// len is the number of keys locked or waited for.
-func (k *keyLocks) len() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.m)
-}

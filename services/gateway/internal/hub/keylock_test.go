@@ -42,7 +42,10 @@ func TestKeyLocks(t *testing.T) {
 	if counter != 50 {
 		t.Fatalf("counter %d", counter)
 	}
-	if n := k.len(); n != 0 {
+	k.mu.Lock()
+	n := len(k.m)
+	k.mu.Unlock()
+	if n != 0 {
 		t.Fatalf("%d keys left in the table", n)
 	}
 }

@@ -263,9 +263,10 @@ func (c *conn) refuse(err error) {
 
 // readOn reads until the connection ends, then closes it, or until the
 // reader parks: it has consumed all input and waits in the poller. A
-// reader woken by the poller reads at least one frame first (idle false).
-func (c *conn) readOn(idle bool) {
-	code, lost, parked := c.readLoop(idle)
+// reader woken by the poller reads at least one frame first (mayPark
+// false).
+func (c *conn) readOn(mayPark bool) {
+	code, lost, parked := c.readLoop(mayPark)
 	if parked {
 		return
 	}
@@ -335,8 +336,8 @@ func (c *conn) finish(code int, lost bool) {
 // the close frame, so that closing the socket does not reset it before the
 // client has read the close frame. With a poller it returns parked
 // instead when it has consumed all input between messages: at once if
-// idle, else after the first frame.
-func (c *conn) readLoop(idle bool) (code int, lost, parked bool) {
+// mayPark, else after the first frame.
+func (c *conn) readLoop(mayPark bool) (code int, lost, parked bool) {
 	s := &c.rs
 	fail := func(code wireerr.Code) {
 		s.closing = true
@@ -352,11 +353,11 @@ func (c *conn) readLoop(idle bool) (code int, lost, parked bool) {
 			return c.lostRead()
 		}
 		if !s.closing && !c.closeSent.Load() {
-			if idle && c.pd != nil && s.msg == nil && c.r.br == nil {
+			if mayPark && c.pd != nil && s.msg == nil && c.r.br == nil {
 				c.park()
 				return 0, false, true
 			}
-			idle = true
+			mayPark = true
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.idle))
 		}
 		hdr, err := ws.ReadHeaderBuffer(&c.r, c.rhdr[:])
@@ -461,19 +462,14 @@ func (c *conn) readLoop(idle bool) (code int, lost, parked bool) {
 	}
 }
 
-// lostRead is readLoop's answer to a failed read.
-func (c *conn) lostRead() (code int, lost, parked bool) {
-	code, lost = c.ended(1006)
-	return code, lost, false
-}
-
-// ended reports a connection that stopped without a close frame: lost,
+// lostRead is readLoop's answer to a failed read (or the idle timeout):
+// the connection stopped without a close frame, so it is lost (1006),
 // unless the server had already closed it.
-func (c *conn) ended(code int) (int, bool) {
+func (c *conn) lostRead() (code int, lost, parked bool) {
 	if c.closeSent.Load() {
-		return 0, false
+		return 0, false, false
 	}
-	return code, true
+	return 1006, true, false
 }
 
 var errReadOnly = wireerr.New(wireerr.ReadOnly, "observers may send only ping and subscribe")
