@@ -59,6 +59,9 @@ type WSConn struct {
 	ctrl []byte
 
 	rbuf []byte
+	// rest holds the frames that followed joined in its message (a
+	// batching connection): ReadMessage returns them first.
+	rest []byte
 }
 
 // DialWS connects and completes the WebSocket handshake. Admission errors
@@ -120,6 +123,11 @@ func DialWS(ctx context.Context, o DialOptions) (*WSConn, error) {
 // the next call. Pings are answered; a close frame is answered and
 // returned as a *CloseError.
 func (c *WSConn) ReadMessage() ([]byte, error) {
+	if c.rest != nil {
+		m := c.rest
+		c.rest = nil
+		return m, nil
+	}
 	c.rbuf = c.rbuf[:0]
 	for {
 		h, err := ws.ReadHeader(c.br)
@@ -232,16 +240,32 @@ func (c *WSConn) ReadJoined(timeout time.Duration) (Joined, error) {
 	if err != nil {
 		return j, err
 	}
-	var first []byte
-	EachFrame(msg, func(f []byte) bool { first = f; return false })
+	var first, rest []byte
+	EachFrame(msg, func(f []byte) bool {
+		if first == nil {
+			first = f
+			return true
+		}
+		// A batching connection may carry more frames after joined in
+		// the same message (a resume's replay starts at once): they are
+		// the next message ReadMessage returns.
+		if rest == nil {
+			rest = append(rest, '[')
+		} else {
+			rest = append(rest, ',')
+		}
+		rest = append(rest, f...)
+		return true
+	})
 	if string(FrameType(first)) != "joined" {
 		return j, fmt.Errorf("first frame is not joined: %.200s", first)
 	}
 	if err := decodeFrame(first, &j); err != nil {
 		return j, fmt.Errorf("decode joined: %w", err)
 	}
-	// A batching connection may carry more frames after joined in the
-	// same message: they are not expected before the client acts.
+	if rest != nil {
+		c.rest = append(rest, ']')
+	}
 	return j, nil
 }
 
