@@ -234,6 +234,7 @@ func (s *System) startGateway(ctx context.Context, name string) (*Gateway, error
 	g.cmd = exec.Command(s.opts.GatewayBin, "-grpc-addr=")
 	g.cmd.Env = append(append(baseEnv(), vars...), s.opts.GatewayEnv...)
 	g.cmd.Stdout, g.cmd.Stderr = g.logFile, g.logFile
+	dieWithKit(g.cmd)
 	if err := g.cmd.Start(); err != nil {
 		g.logFile.Close()
 		return nil, fmt.Errorf("exec %s: %w", s.opts.GatewayBin, err)

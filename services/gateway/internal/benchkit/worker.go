@@ -267,6 +267,7 @@ func StartWorker(cmd *exec.Cmd, job Job) (*Worker, error) {
 		cmd.Env = baseEnv()
 	}
 	cmd.Stderr = nil
+	dieWithKit(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
