@@ -84,21 +84,17 @@ func EachFrame(msg []byte, fn func(frame []byte) bool) {
 		return
 	}
 	depth, start := 0, -1
-	inStr, esc := false, false
 	for i := 1; i < len(msg); i++ {
 		c := msg[i]
 		switch {
-		case inStr:
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
 		case c == '"':
-			inStr = true
+			// Jump to the string's closing quote: the first quote not
+			// escaped by an odd run of backslashes.
+			end := stringEnd(msg, i+1)
+			if end < 0 {
+				return
+			}
+			i = end
 		case c == '{' || c == '[':
 			if depth == 0 {
 				start = i
@@ -116,6 +112,26 @@ func EachFrame(msg []byte, fn func(frame []byte) bool) {
 				start = -1
 			}
 		}
+	}
+}
+
+// stringEnd returns the index of the quote that closes the JSON string
+// whose text starts at from, or -1 if it does not close.
+func stringEnd(msg []byte, from int) int {
+	for {
+		q := bytes.IndexByte(msg[from:], '"')
+		if q < 0 {
+			return -1
+		}
+		q += from
+		n := 0
+		for p := q - 1; p >= from && msg[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q
+		}
+		from = q + 1
 	}
 }
 

@@ -35,8 +35,8 @@ func TestEachFrame(t *testing.T) {
 	var got []string
 	collect := func(f []byte) bool { got = append(got, string(f)); return true }
 	EachFrame([]byte(`{"type":"pong"}`), collect)
-	EachFrame([]byte(` [{"type":"a","data":"}]\"{"},{"type":"b","x":{"y":[1,{"z":2}]}} , {"type":"c"}]`), collect)
-	want := []string{`{"type":"pong"}`, `{"type":"a","data":"}]\"{"}`, `{"type":"b","x":{"y":[1,{"z":2}]}}`, `{"type":"c"}`}
+	EachFrame([]byte(` [{"type":"a","data":"}]\"{"},{"type":"b","x":{"y":[1,{"z":2}]}} , {"type":"c","d":"\\\\","e":"\\\"}"}]`), collect)
+	want := []string{`{"type":"pong"}`, `{"type":"a","data":"}]\"{"}`, `{"type":"b","x":{"y":[1,{"z":2}]}}`, `{"type":"c","d":"\\\\","e":"\\\"}"}`}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("frames (-want +got):\n%s", diff)
 	}
