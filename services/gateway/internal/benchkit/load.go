@@ -75,14 +75,24 @@ func (r *LoadResult) DeliveredRate() float64 { return float64(r.Lat.Count()) / r
 func (r *LoadResult) WrittenRate() float64 { return float64(r.WrittenInWindow) / r.Window.Seconds() }
 
 // pacer decides when a writer may send: at a fixed rate from start, or
-// in a closed loop bounded by its tokens in flight.
+// in a closed loop bounded by its tokens in flight to its slowest reader.
 type pacer struct {
 	rate       float64 // tokens/s of this writer; 0: closed loop
 	window     int64
-	readers    int64
 	start, end time.Time
-	delivered  *atomic.Int64 // deliveries of this writer's tokens
-	wake       chan struct{} // poked by readers after deliveries
+	// got holds, per reader of the writer's conversation, how many of
+	// the writer's tokens it received.
+	got  []*atomic.Int64
+	wake chan struct{} // poked by readers after deliveries
+}
+
+// slowest is the fewest of the writer's tokens any of its readers got.
+func (p *pacer) slowest() int64 {
+	least := int64(1<<63 - 1)
+	for _, g := range p.got {
+		least = min(least, g.Load())
+	}
+	return least
 }
 
 // next blocks until tokens may be sent and returns how many (1..maxN), or
@@ -104,8 +114,10 @@ func (p *pacer) next(sent int64, maxN int) int {
 			time.Sleep(next.Sub(now))
 			continue
 		}
-		inflight := sent*p.readers - p.delivered.Load()
-		if room := (p.window*p.readers - inflight) / p.readers; room > 0 {
+		// The bound is per reader: with a bound on the readers' total,
+		// one reader the scheduler left behind could fall further back
+		// than the gateway's queue holds and be closed slow_consumer.
+		if room := p.window - (sent - p.slowest()); room > 0 {
 			return int(min(room, int64(maxN)))
 		}
 		t.Reset(min(p.end.Sub(now), 50*time.Millisecond))
@@ -142,9 +154,12 @@ func (w *window) in(ts int64) bool { return ts >= w.from.Load() && ts < w.to.Loa
 
 // loadRun is the state one load run shares between its goroutines.
 type loadRun struct {
-	sh         Shape
-	nw         int // writers in all
-	delivered  []atomic.Int64
+	sh        Shape
+	nw        int // writers in all
+	delivered []atomic.Int64
+	// got is, per reader, how many tokens it received of each writer of
+	// its conversation (index w % Writers).
+	got        [][]atomic.Int64
 	wake       []chan struct{}
 	written    []int64
 	win        window
@@ -157,7 +172,11 @@ type loadRun struct {
 
 func newLoadRun(sh Shape) *loadRun {
 	nw := sh.Conversations * sh.Writers
-	r := &loadRun{sh: sh, nw: nw, delivered: make([]atomic.Int64, nw), wake: make([]chan struct{}, nw), written: make([]int64, nw)}
+	r := &loadRun{sh: sh, nw: nw, delivered: make([]atomic.Int64, nw), wake: make([]chan struct{}, nw), written: make([]int64, nw),
+		got: make([][]atomic.Int64, sh.Conversations*sh.Readers)}
+	for i := range r.got {
+		r.got[i] = make([]atomic.Int64, sh.Writers)
+	}
 	for i := range r.wake {
 		r.wake[i] = make(chan struct{}, 1)
 	}
@@ -181,8 +200,12 @@ func (r *loadRun) pacer(w int) *pacer {
 		perWriter = r.sh.Rate / float64(r.nw)
 	}
 	perWindow := max(1, (r.sh.Window+r.sh.Writers-1)/r.sh.Writers)
-	return &pacer{rate: perWriter, window: int64(perWindow), readers: int64(r.sh.Readers),
-		start: r.start, end: r.end, delivered: &r.delivered[w], wake: r.wake[w]}
+	c := w / r.sh.Writers
+	got := make([]*atomic.Int64, r.sh.Readers)
+	for i := range got {
+		got[i] = &r.got[c*r.sh.Readers+i][w%r.sh.Writers]
+	}
+	return &pacer{rate: perWriter, window: int64(perWindow), start: r.start, end: r.end, got: got, wake: r.wake[w]}
 }
 
 // begin fixes the schedule: writers start now.
@@ -469,6 +492,7 @@ func (r *amsReader) read(run *loadRun, idx int) {
 		for w, n := range r.counts {
 			if n > 0 {
 				run.delivered[w].Add(n)
+				run.got[idx][w%run.sh.Writers].Add(n)
 				poke(run.wake[w])
 				r.counts[w] = 0
 			}
@@ -631,6 +655,7 @@ func RunNATSLoad(ctx context.Context, env *Env, sys *System, sh Shape, label str
 				}
 				r.tally[w-r.firstW].Observe(k, k)
 				run.delivered[w].Add(1)
+				run.got[idx][w%sh.Writers].Add(1)
 				poke(run.wake[w])
 			}
 		})
