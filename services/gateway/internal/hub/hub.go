@@ -649,12 +649,14 @@ func (m hubMetrics) delivered(latency prometheus.Observer, items []Item, now int
 	if m.m == nil {
 		return
 	}
+	var counts metrics.FrameCounts
 	for i := range items {
-		m.m.FrameOut(items[i].Frame)
+		counts.Count(items[i].Frame)
 		if at := items[i].Ingest; at != 0 && latency != nil {
 			latency.Observe(float64(max(now-at, 0)) / 1e9)
 		}
 	}
+	m.m.AddFramesOut(&counts)
 }
 
 func (m hubMetrics) resumeStarted() {

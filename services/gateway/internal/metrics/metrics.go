@@ -184,9 +184,24 @@ func (m *Metrics) FrameIn(typ string) {
 	}
 }
 
-// FrameOut counts a server frame written to a client, by the type its
-// bytes start with. It does not allocate.
-func (m *Metrics) FrameOut(f []byte) { m.framesOut[frameOutIndex(f)].Inc() }
+// FrameCounts tallies server frames written to clients by type, for
+// AddFramesOut: a writer counts a write's frames locally and adds them
+// with one atomic add per type, not one per frame on counters every
+// connection shares.
+type FrameCounts [len(frameTypes)]int
+
+// Count tallies one frame, by the type its bytes start with. It does not
+// allocate.
+func (fc *FrameCounts) Count(f []byte) { fc[frameOutIndex(f)]++ }
+
+// AddFramesOut adds tallied frames to the written-frames counters.
+func (m *Metrics) AddFramesOut(fc *FrameCounts) {
+	for i, n := range fc {
+		if n > 0 {
+			m.framesOut[i].Add(float64(n))
+		}
+	}
+}
 
 // frameOutIndex is the index in frameTypes of a frame's type.
 func frameOutIndex(f []byte) int {

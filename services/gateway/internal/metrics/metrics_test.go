@@ -24,20 +24,29 @@ func TestFrameOutCountsEachTypeWithoutAllocating(t *testing.T) {
 		"other":           `{"type":"cursor","cursor":""}`,
 	}
 	for typ, f := range frames {
-		m.FrameOut([]byte(f))
+		var fc FrameCounts
+		fc.Count([]byte(f))
+		m.AddFramesOut(&fc)
 		if got := testutil.ToFloat64(m.FramesOut.WithLabelValues(typ)); got != 1 {
 			t.Errorf("frames_out{type=%q} = %v after one %s frame, want 1", typ, got, typ)
 		}
 	}
+	var fc FrameCounts
 	for _, junk := range []string{"", "{", `{"type":`, `{"type":"tokenized_very_long_type_name"}`, `[1]`} {
-		m.FrameOut([]byte(junk))
+		fc.Count([]byte(junk))
 	}
+	fc.Count([]byte(frames["token"]))
+	fc.Count([]byte(frames["token"]))
+	m.AddFramesOut(&fc)
 	if got := testutil.ToFloat64(m.FramesOut.WithLabelValues("other")); got != 6 {
 		t.Errorf("frames_out{type=other} = %v, want 6", got)
 	}
+	if got := testutil.ToFloat64(m.FramesOut.WithLabelValues("token")); got != 3 {
+		t.Errorf("frames_out{type=token} = %v, want 3", got)
+	}
 	tok := []byte(frames["token"])
-	if n := testing.AllocsPerRun(100, func() { m.FrameOut(tok) }); n != 0 {
-		t.Errorf("FrameOut allocates %v times per frame, want 0", n)
+	if n := testing.AllocsPerRun(100, func() { fc.Count(tok); m.AddFramesOut(&fc) }); n != 0 {
+		t.Errorf("counting a written frame allocates %v times, want 0", n)
 	}
 }
 
