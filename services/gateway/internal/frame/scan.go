@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"encoding/binary"
 	"errors"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -17,6 +18,17 @@ var errSurrogate = errors.New("unpaired surrogate")
 const maxDepth = 256
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// plain8 reports whether none of the eight bytes of x is '"', '\\', below
+// 0x20 or above 0x7f: bytes skipString passes over without a look.
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zeroIn := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	// With no high bit set, (x - 0x20…) & ^x & highs flags exactly the
+	// bytes below 0x20.
+	special := x&highs | (x-0x20*ones)&^x&highs | zeroIn(x^'"'*ones) | zeroIn(x^'\\'*ones)
+	return special == 0
+}
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && isSpace(b[i]) {
@@ -163,6 +175,14 @@ func skipNumber(b []byte, i int) (int, error) {
 func skipString(b []byte, i int) (int, error) {
 	i++
 	for i < len(b) {
+		// Eight plain ASCII bytes at a time: none a quote, a backslash,
+		// a control character or the start of a multi-byte rune.
+		for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':
