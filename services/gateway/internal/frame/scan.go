@@ -174,14 +174,25 @@ func skipNumber(b []byte, i int) (int, error) {
 // by unquote, which only runs on values whose text matters.
 func skipString(b []byte, i int) (int, error) {
 	i++
+	slow, win := 0, 8
 	for i < len(b) {
-		// Eight plain ASCII bytes at a time: none a quote, a backslash,
-		// a control character or the start of a multi-byte rune.
-		for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-		}
-		if i >= len(b) {
-			break
+		// Eight plain ASCII bytes at a time (none a quote, a backslash, a
+		// control character or part of a multi-byte rune). Where eight
+		// are not plain, the next win bytes go byte by byte, win doubling
+		// (to 64) while the tries keep failing.
+		if i >= slow {
+			from := i
+			for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+				i += 8
+			}
+			if i >= len(b) {
+				break
+			}
+			if i > from {
+				win = 8
+			}
+			slow = i + win
+			win = min(2*win, 64)
 		}
 		c := b[i]
 		switch {
