@@ -86,13 +86,17 @@ type pacer struct {
 	wake chan struct{} // poked by readers after deliveries
 }
 
-// slowest is the fewest of the writer's tokens any of its readers got.
-func (p *pacer) slowest() int64 {
+// room is how many more tokens a closed-loop writer that sent sent may
+// send: the window less what its slowest reader has not got yet. The
+// bound is per reader: with a bound on the readers' total, one reader the
+// scheduler left behind could fall further back than the gateway's queue
+// holds and be closed slow_consumer.
+func (p *pacer) room(sent int64) int64 {
 	least := int64(1<<63 - 1)
 	for _, g := range p.got {
 		least = min(least, g.Load())
 	}
-	return least
+	return p.window - (sent - least)
 }
 
 // next blocks until tokens may be sent and returns how many (1..maxN), or
@@ -114,10 +118,7 @@ func (p *pacer) next(sent int64, maxN int) int {
 			time.Sleep(next.Sub(now))
 			continue
 		}
-		// The bound is per reader: with a bound on the readers' total,
-		// one reader the scheduler left behind could fall further back
-		// than the gateway's queue holds and be closed slow_consumer.
-		if room := p.window - (sent - p.slowest()); room > 0 {
+		if room := p.room(sent); room > 0 {
 			return int(min(room, int64(maxN)))
 		}
 		t.Reset(min(p.end.Sub(now), 50*time.Millisecond))
