@@ -2,13 +2,15 @@
 // stream that captures every stream event for resume, the presence and
 // gateway buckets, publishing, and reading retained events back.
 //
-// Every event of stream S in conversation C is one message on
-// ams.tok.<C>.<S>; its payload is the exact server frame readers receive
-// (so a replayed frame equals the live one) and its Nats-Msg-Id is
-// "<S>:<seq>", which makes a duplicate publish of one seq harmless to the
-// stored history. Its Ams-Ingest header is the time the emitting gateway
-// took it from its writer, for the publish-to-deliver latency every
-// delivering gateway measures.
+// The events of stream S in conversation C are messages on
+// ams.tok.<C>.<S>. A message's payload is the exact server frame readers
+// receive (so a replayed frame equals the live one), or a batch of such
+// token frames with consecutive seqs (frame.EachEvent): the writer's
+// gateway sends the tokens of one client message as one NATS message, so
+// NATS routes and stores, and each delivering gateway parses, one message
+// per burst instead of one per token. Its Ams-Ingest header, when set, is
+// the time the emitting gateway took it from its writer, for the
+// publish-to-deliver latency every delivering gateway measures.
 package dataplane
 
 import (
@@ -435,18 +437,24 @@ func (p *Plane) LastSeq(ctx context.Context, subj string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	seq, ok := frame.SeqOf(m.Data)
+	_, last, ok := frame.SeqRange(m.Data)
 	if !ok {
 		return 0, fmt.Errorf("event without seq on %s", subj)
 	}
-	return seq, nil
+	return last, nil
 }
 
-// stored is one retained event.
+// stored is one retained message: the events of seqs first to last.
 type stored struct {
-	jsSeq uint64
-	seq   uint64
-	data  []byte
+	jsSeq       uint64
+	first, last uint64
+	data        []byte
+}
+
+// event is one event of a stored message.
+type event struct {
+	seq  uint64
+	data []byte
 }
 
 // nextFrom returns the first retained event of subj at stream sequence
@@ -459,21 +467,23 @@ func (p *Plane) nextFrom(ctx context.Context, subj string, from uint64) (stored,
 	if err != nil {
 		return stored{}, false, err
 	}
-	seq, ok := frame.SeqOf(m.Data)
+	first, last, ok := frame.SeqRange(m.Data)
 	if !ok {
 		return stored{}, false, fmt.Errorf("event without seq on %s", subj)
 	}
-	return stored{jsSeq: m.Sequence, seq: seq, data: m.Data}, true, nil
+	return stored{jsSeq: m.Sequence, first: first, last: last, data: m.Data}, true, nil
 }
 
 // Replay calls fn with every retained event of subj whose seq is ≥ from,
 // in order, up to the newest event retained when the call began. Before
 // the first event it calls onStart (if not nil) with the first available
 // seq: the oldest retained seq, or 0 when nothing is retained, so the
-// caller can announce a gap when from is below it. Events of one subject
-// carry consecutive seqs in stream order, which lets a binary search over
-// stream sequences find the start in O(log n) lookups instead of scanning
-// the subject.
+// caller can announce a gap when from is below it. A message may hold a
+// batch of events; JetStream bounds the messages of a subject, the spec
+// bounds its events (max_events), so only the newest MaxEvents seqs count
+// as retained. Messages of one subject carry increasing seqs in stream
+// order, which lets a binary search over stream sequences find the start
+// in O(log n) lookups instead of scanning the subject.
 func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart func(firstAvailable uint64) error, fn func(f []byte, seq uint64) error) (firstAvailable uint64, err error) {
 	last, err := p.events.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -485,7 +495,7 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 	if err != nil {
 		return 0, err
 	}
-	lastSeq, ok := frame.SeqOf(last.Data)
+	lastFirst, lastSeq, ok := frame.SeqRange(last.Data)
 	if !ok {
 		return 0, fmt.Errorf("event without seq on %s", subj)
 	}
@@ -499,42 +509,47 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 		}
 		return 0, nil
 	}
+	avail := first.first
+	if n := p.cfg.MaxEvents; n > 0 && lastSeq >= uint64(n) {
+		avail = max(avail, lastSeq-uint64(n)+1)
+	}
 	if onStart != nil {
-		if err := onStart(first.seq); err != nil {
-			return first.seq, err
+		if err := onStart(avail); err != nil {
+			return avail, err
 		}
 	}
 	if from > lastSeq {
-		return first.seq, nil
+		return avail, nil
 	}
+	from = max(from, avail)
 	start := first
-	if from > first.seq {
-		// f(x) = seq of the first event at stream sequence ≥ x is
-		// non-decreasing; find the least x with f(x) ≥ from. Invariant:
-		// f(lo) < from ≤ f(hi).
+	if from > first.last {
+		// f(x) = last seq of the first message at stream sequence ≥ x is
+		// non-decreasing; find the least x with f(x) ≥ from, stopping early
+		// at a message that holds from. Invariant: f(lo) < from ≤ f(hi).
 		lo, hi := first.jsSeq, last.Sequence
-		start = stored{jsSeq: last.Sequence, seq: lastSeq, data: last.Data}
-		for hi-lo > 1 && start.seq != from {
+		start = stored{jsSeq: last.Sequence, first: lastFirst, last: lastSeq, data: last.Data}
+		for hi-lo > 1 && start.first > from {
 			mid := lo + (hi-lo)/2
 			m, ok, err := p.nextFrom(ctx, subj, mid)
 			if err != nil {
 				return 0, err
 			}
-			if !ok || m.seq >= from {
+			if !ok || m.last >= from {
 				hi = mid
-				if ok && m.seq < start.seq {
+				if ok && m.jsSeq < start.jsSeq {
 					start = m
 				}
 				continue
 			}
 			lo = max(mid, m.jsSeq)
 		}
-		if start.seq != from {
+		if start.first > from {
 			m, ok, err := p.nextFrom(ctx, subj, hi)
 			if err != nil {
 				return 0, err
 			}
-			if ok && m.seq >= from && m.seq <= start.seq {
+			if ok && m.last >= from && m.jsSeq < start.jsSeq {
 				start = m
 			}
 		}
@@ -544,7 +559,7 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 	// earlier ones the writer's gateway sent again after it (hub: the
 	// unacked log). Such events are held, a few, until the seqs before
 	// them come; what does not come is a real gap.
-	var held []stored
+	var held []event
 	release := func(all bool) error {
 		for len(held) > 0 && (all || held[0].seq <= prev+1 || len(held) > maxReorder) {
 			e := held[0]
@@ -559,27 +574,49 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 		}
 		return nil
 	}
-	err = p.batch(ctx, subj, start.jsSeq, last.Sequence, func(s stored) error {
-		if s.seq <= prev {
+	one := func(e event) error {
+		if e.seq <= prev {
 			return nil // before the start, or a duplicate
 		}
-		if s.seq == prev+1 {
-			prev = s.seq
-			if err := fn(s.data, s.seq); err != nil {
+		if e.seq == prev+1 {
+			prev = e.seq
+			if err := fn(e.data, e.seq); err != nil {
 				return err
 			}
 		} else {
-			i, found := slices.BinarySearchFunc(held, s.seq, func(e stored, seq uint64) int { return cmp.Compare(e.seq, seq) })
+			i, found := slices.BinarySearchFunc(held, e.seq, func(h event, seq uint64) int { return cmp.Compare(h.seq, seq) })
 			if !found {
-				held = slices.Insert(held, i, s)
+				held = slices.Insert(held, i, e)
 			}
 		}
 		return release(false)
+	}
+	err = p.batch(ctx, subj, start.jsSeq, last.Sequence, func(s stored) error {
+		if s.last <= prev {
+			return nil
+		}
+		if s.first == s.last {
+			return one(event{s.first, s.data})
+		}
+		var ferr error
+		ok := frame.EachEvent(s.data, func(f []byte) bool {
+			seq, ok := frame.SeqOf(f)
+			if !ok {
+				ferr = fmt.Errorf("event without seq on %s", subj)
+				return false
+			}
+			ferr = one(event{seq, f})
+			return ferr == nil
+		})
+		if !ok {
+			return fmt.Errorf("malformed batch on %s", subj)
+		}
+		return ferr
 	})
 	if err == nil {
 		err = release(true)
 	}
-	return first.seq, err
+	return avail, err
 }
 
 // maxReorder bounds the out-of-order events Replay holds.
@@ -652,14 +689,14 @@ func (p *Plane) readBatch(ctx context.Context, ch <-chan *nats.Msg, to uint64, f
 			done = true
 			continue // drain to the end-of-batch marker
 		}
-		seq, ok := frame.SeqOf(m.Data)
+		first, last, ok := frame.SeqRange(m.Data)
 		if !ok {
 			return n, next, false, fmt.Errorf("event without seq")
 		}
 		if done {
 			continue
 		}
-		if err := fn(stored{jsSeq: js, seq: seq, data: m.Data}); err != nil {
+		if err := fn(stored{jsSeq: js, first: first, last: last, data: m.Data}); err != nil {
 			return n, next, false, err
 		}
 		n++

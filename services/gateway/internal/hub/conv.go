@@ -251,33 +251,50 @@ func (c *conv) stop() {
 	c.mu.Unlock()
 }
 
-// onEvent receives one event of the conversation (NATS callback).
+// onEvent receives one event message of the conversation (NATS
+// callback): one event, or a batch of a stream's consecutive tokens,
+// delivered under one hold of the conversation's lock.
 func (c *conv) onEvent(m *nats.Msg) {
 	sid, ok := subject.StreamOf(m.Subject)
 	if !ok {
 		return
 	}
-	seq, ok := frame.SeqOf(m.Data)
+	first, last, ok := frame.SeqRange(m.Data)
 	if !ok {
 		return
 	}
 	ingest := dataplane.IngestOf(m.Header)
 	if c.hub.tracer != nil {
-		if span := c.traceDeliver(m.Header, sid, seq); span != nil {
+		if span := c.traceDeliver(m.Header, sid, first); span != nil {
 			defer span.End()
 		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.streams[sid]
+	if first == last {
+		c.event(s, sid, m.Data, first, ingest)
+		return
+	}
+	frame.EachEvent(m.Data, func(f []byte) bool {
+		if seq, ok := frame.SeqOf(f); ok {
+			c.event(s, sid, f, seq, ingest)
+		}
+		return true
+	})
+}
+
+// event takes one received event of stream s (nil if unknown here) of id
+// sid; c.mu is held.
+func (c *conv) event(s *stream, sid string, f []byte, seq uint64, ingest int64) {
 	if s == nil || !s.announced {
 		p := c.pending[sid]
 		if len(p) < maxPending {
-			c.pending[sid] = append(p, pendingEvent{heldEvent{m.Data, seq, ingest}, time.Now()})
+			c.pending[sid] = append(p, pendingEvent{heldEvent{f, seq, ingest}, time.Now()})
 		}
 		return
 	}
-	c.deliver(s, m.Data, seq, ingest)
+	c.deliver(s, f, seq, ingest)
 }
 
 // traceDeliver starts the span of an event's fan-out on this gateway, a

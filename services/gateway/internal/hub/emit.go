@@ -114,9 +114,7 @@ func (h *Hub) emitLocal(ctx context.Context, w emitWire) (EmitResult, error) {
 		res.FirstSeq, res.TS, err = s.setMetadata(ctx, nil, w.Metadata)
 		res.LastSeq = res.FirstSeq
 	} else {
-		for range w.Tokens {
-			h.metrics.frameIn("token")
-		}
+		h.metrics.framesIn("token", len(w.Tokens))
 		res.FirstSeq, res.LastSeq, res.TS, err = s.emitTokens(ctx, nil, w.Tokens, w.Tag)
 	}
 	return res, err

@@ -708,6 +708,12 @@ func (m hubMetrics) frameIn(t string) {
 	}
 }
 
+func (m hubMetrics) framesIn(t string, n int) {
+	if m.m != nil {
+		m.m.FrameInN(t, n)
+	}
+}
+
 func (m hubMetrics) replay(n int) {
 	if m.m != nil {
 		m.m.ReplayFrames.Add(float64(n))

@@ -613,6 +613,21 @@ func (conn *Conn) Emit(data string) (uint64, time.Time, error) {
 	return conn.own.emit(conn, data)
 }
 
+// EmitTokens publishes tokens in order on the connection's stream: the
+// tokens of one client message, which travel to NATS as one message when
+// the publish mode allows (see stream.publishTokens).
+func (conn *Conn) EmitTokens(tokens []string) error {
+	if conn.own == nil {
+		return wireerr.New(wireerr.ReadOnly, "observers cannot emit")
+	}
+	conn.conv.hub.metrics.framesIn("token", len(tokens))
+	_, _, _, err := conn.own.emitTokens(context.Background(), conn, tokens, "")
+	if errors.Is(err, errNotHeld) {
+		err = errDisplaced
+	}
+	return err
+}
+
 // EmitTagged publishes a token with an idempotency tag: a retry with the
 // same tag (after a reconnect, on any gateway) is stored and delivered
 // once. It returns the token's seq (the original one for a retry).

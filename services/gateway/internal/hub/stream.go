@@ -111,54 +111,122 @@ func (s *stream) publishToken(ctx context.Context, data string, seq uint64, ts t
 		// The NATS client copies the frame on publish: it is built in the
 		// log's buffer, with no allocation per token.
 		s.log.commit(frame.AppendToken(s.log.begin(), &s.wire, ts, data, seq), seq, ts.UnixNano())
-		return s.send(ctx, s.log.newest(), seq, ts)
+		return s.send(ctx, s.log.newest(), seq, 1, ts)
 	}
 	// A JetStream publish keeps its frame until acknowledged.
 	f := frame.AppendToken(make([]byte, 0, 192+len(s.wire.PeerIdentity)+len(data)+len(data)/8), &s.wire, ts, data, seq)
 	s.log.add(f, seq, ts.UnixNano())
-	return s.send(ctx, f, seq, ts)
+	return s.send(ctx, f, seq, 1, ts)
 }
 
-// send publishes f, the newest event of the log (seq, taken at ts); wmu
-// is held. When NATS reconnected since the stream last published, what it
-// published on the old connection may be lost, so every event of the log
-// goes again first, in order; readers and replay drop the duplicates.
-// While NATS is away the event stays in the log (nil error) to be sent on
-// reconnect, within bounds; an error means the event was not taken.
-func (s *stream) send(ctx context.Context, f []byte, seq uint64, ts time.Time) error {
+// maxBatchBytes is the size at which a batch of tokens stops taking more:
+// a batch is at most this plus one frame, well within NATS's max_payload
+// for frames that fit it alone.
+const maxBatchBytes = 64 << 10
+
+// publishTokens publishes tokens in order from seq s.nextSeq on, all taken
+// at ts, and advances nextSeq past those taken; wmu is held. In core mode
+// without tracing a run of tokens travels as one message (a batch, see
+// frame.EachEvent) built in the log's buffer; otherwise each token is a
+// message of its own (a JetStream acknowledgement, or a trace, per token).
+func (s *stream) publishTokens(ctx context.Context, tokens []string, ts time.Time) error {
+	h := s.conv.hub
+	if len(tokens) == 1 || h.plane.Config().Mode != dataplane.PublishCore || h.tracer != nil || !frame.Batchable(s.wire.PeerIdentity) {
+		for _, d := range tokens {
+			if err := s.publishToken(ctx, d, s.nextSeq, ts); err != nil {
+				return err
+			}
+			s.nextSeq++
+		}
+		return nil
+	}
+	s.trimLog(ts)
+	for len(tokens) > 0 {
+		n, err := s.publishBatch(ctx, tokens, ts)
+		if err != nil {
+			return err
+		}
+		s.nextSeq += uint64(n)
+		tokens = tokens[n:]
+	}
+	return nil
+}
+
+// publishBatch publishes the first of tokens, as many as maxBatchBytes
+// takes (at least one), as one message, and returns how many; wmu is
+// held. The frames are logged where the message is built, so the batch
+// costs no copy: the log's entries are the frames, the delimiters between
+// them belong to none.
+func (s *stream) publishBatch(ctx context.Context, tokens []string, ts time.Time) (int, error) {
+	at := ts.UnixNano()
+	seq := s.nextSeq
+	buf := s.log.begin()
+	start := len(buf)
+	buf = append(buf, frame.BatchOpen)
+	n := 0
+	for n < len(tokens) && len(buf)-start < maxBatchBytes {
+		if n > 0 {
+			buf = append(buf, frame.BatchSep...)
+		}
+		off := len(buf)
+		buf = frame.AppendToken(buf, &s.wire, ts, tokens[n], seq+uint64(n))
+		s.log.commitAt(buf, off, seq+uint64(n), at)
+		n++
+	}
+	var m []byte
+	if n == 1 {
+		m = s.log.newest()
+	} else {
+		s.log.pad(append(buf, frame.BatchClose))
+		m = s.log.buf[start:]
+	}
+	return n, s.send(ctx, m, seq, n, ts)
+}
+
+// send publishes f, the message of the newest n events of the log (from
+// seq, taken at ts); wmu is held. When NATS reconnected since the stream
+// last published, what it published on the old connection may be lost, so
+// every event of the log goes again first, in order, one message each;
+// readers and replay drop the duplicates. While NATS is away the events
+// stay in the log (nil error) to be sent on reconnect, within bounds; an
+// error means they were not taken.
+func (s *stream) send(ctx context.Context, f []byte, seq uint64, n int, ts time.Time) error {
 	p := s.conv.hub.plane
 	gen := p.ConnGen()
 	var err error
 	if gen != s.pubGen {
-		err = s.resend(gen, 1)
+		err = s.resend(gen, n)
 	} else {
 		err = s.publish(ctx, f, seq, ts)
 		if now := p.ConnGen(); now != gen {
 			// It reconnected during the publish, which may have overtaken
 			// lost events: send them all again after it.
-			err = s.resend(now, 1)
+			err = s.resend(now, n)
 		}
 	}
 	if err != nil {
-		return s.failed(err, len(f))
+		return s.failed(err, len(f), n)
 	}
 	return nil
 }
 
-// failed handles a publish error of the newest event of the log (n
-// bytes); wmu is held. NATS being away keeps the event for resend, within
-// the stream's and the gateway's bounds; any other error drops it.
-func (s *stream) failed(err error, n int) error {
+// failed handles a publish error of the newest n events of the log (size
+// bytes); wmu is held. NATS being away keeps the events for resend,
+// within the stream's and the gateway's bounds; any other error drops
+// them.
+func (s *stream) failed(err error, size, n int) error {
 	h := s.conv.hub
 	if transient(err) && s.log.size() <= maxUnacked {
 		s.pubGen = 0
-		if h.stalled.Add(int64(n)) <= maxStalled {
-			s.stalled += n
+		if h.stalled.Add(int64(size)) <= maxStalled {
+			s.stalled += size
 			return nil
 		}
-		h.stalled.Add(int64(-n))
+		h.stalled.Add(int64(-size))
 	}
-	s.log.dropNewest()
+	for range n {
+		s.log.dropNewest()
+	}
 	return err
 }
 
@@ -304,11 +372,8 @@ func (s *stream) emitTokens(ctx context.Context, c *Conn, tokens []string, tag s
 			return of, ol, ts, nil
 		}
 	}
-	for i, d := range tokens {
-		if err := s.publishToken(spanParent(ctx, c), d, first+uint64(i), ts); err != nil {
-			return 0, 0, ts, err
-		}
-		s.nextSeq++
+	if err := s.publishTokens(spanParent(ctx, c), tokens, ts); err != nil {
+		return 0, 0, ts, err
 	}
 	return first, last, ts, nil
 }
@@ -329,7 +394,7 @@ func (s *stream) setMetadata(ctx context.Context, c *Conn, metadata string) (uin
 	f := frame.AppendStreamMetadata(nil, &s.wire, metadata, ts, seq)
 	s.trimLog(ts)
 	s.log.add(f, seq, ts.UnixNano())
-	if err := s.send(spanParent(ctx, c), f, seq, ts); err != nil {
+	if err := s.send(spanParent(ctx, c), f, seq, 1, ts); err != nil {
 		s.wmu.Unlock()
 		return 0, ts, err
 	}

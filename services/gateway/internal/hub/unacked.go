@@ -50,6 +50,18 @@ func (u *unacked) commit(buf []byte, seq uint64, at int64) {
 	u.ents = append(u.ents, unackedEntry{seq, at, off, len(buf)})
 }
 
+// commitAt records buf[off:] as seq's event, published at at (Unix ns):
+// the bytes between the previous frame and off (a batch's delimiters)
+// belong to no event.
+func (u *unacked) commitAt(buf []byte, off int, seq uint64, at int64) {
+	u.buf = buf
+	u.ents = append(u.ents, unackedEntry{seq, at, off, len(buf)})
+}
+
+// pad records bytes appended after the newest frame (a batch's closing
+// delimiter); they belong to no event.
+func (u *unacked) pad(buf []byte) { u.buf = buf }
+
 // add records a frame built elsewhere.
 func (u *unacked) add(f []byte, seq uint64, at int64) { u.commit(append(u.buf, f...), seq, at) }
 
@@ -59,7 +71,8 @@ func (u *unacked) newest() []byte {
 	return u.buf[e.off:e.end]
 }
 
-// dropNewest forgets the last frame recorded (its publish failed for good).
+// dropNewest forgets the last frame recorded (its publish failed for
+// good).
 func (u *unacked) dropNewest() {
 	e := u.ents[len(u.ents)-1]
 	u.ents = u.ents[:len(u.ents)-1]

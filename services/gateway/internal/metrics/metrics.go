@@ -184,6 +184,13 @@ func (m *Metrics) FrameIn(typ string) {
 	}
 }
 
+// FrameInN counts n client frames of a type of spec 4.4.
+func (m *Metrics) FrameInN(typ string, n int) {
+	if c := m.framesIn[typ]; c != nil {
+		c.Add(float64(n))
+	}
+}
+
 // FrameCounts tallies server frames written to clients by type, for
 // AddFramesOut: a writer counts a write's frames locally and adds them
 // with one atomic add per type, not one per frame on counters every

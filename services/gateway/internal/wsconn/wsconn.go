@@ -183,6 +183,10 @@ type conn struct {
 	whdr    [ws.MaxHeaderSize]byte
 	scratch frame.Client
 	handler func(*frame.Client) error
+	// tokens are the untagged tokens of the client message being read,
+	// emitted together (one NATS message) when the message ends or a frame
+	// of another kind comes. They view the message's buffer.
+	tokens []string
 
 	mu        sync.Mutex
 	pongs     [][]byte // answers to client pings, written by the writer
@@ -450,6 +454,9 @@ func (c *conn) readLoop(mayPark bool) (code int, lost, parked bool) {
 			continue
 		}
 		err = frame.DecodeInto(m, c.batch, &c.scratch, c.handler)
+		if ferr := c.flushTokens(); err == nil {
+			err = ferr
+		}
 		putMsgBuf(m, s.msgSlot)
 		s.msgSlot = nil
 		if err != nil {
@@ -479,6 +486,12 @@ func (c *conn) handle(f *frame.Client) error {
 	if err := c.frames.Frame(); err != nil {
 		return err
 	}
+	if f.Type != frame.TypeToken || f.Tag != "" {
+		// Tokens taken before this frame go first.
+		if err := c.flushTokens(); err != nil {
+			return err
+		}
+	}
 	switch f.Type {
 	case frame.TypeToken:
 		if c.observer {
@@ -487,12 +500,11 @@ func (c *conn) handle(f *frame.Client) error {
 		if err := c.acct.Tokens(1); err != nil {
 			return err
 		}
-		var err error
-		if f.Tag != "" {
-			_, _, err = c.hc.EmitTagged(c.hc.Context(), f.Data, f.Tag)
-		} else {
-			_, _, err = c.hc.Emit(f.Data)
+		if f.Tag == "" {
+			c.tokens = append(c.tokens, f.Data)
+			return nil
 		}
+		_, _, err := c.hc.EmitTagged(c.hc.Context(), f.Data, f.Tag)
 		return discardDisplaced(err)
 	case frame.TypeSetMetadata:
 		if c.observer {
@@ -509,6 +521,17 @@ func (c *conn) handle(f *frame.Client) error {
 		c.hc.Subscribe(f.All, f.Streams)
 	}
 	return nil
+}
+
+// flushTokens emits the tokens taken from the client message so far.
+func (c *conn) flushTokens() error {
+	if len(c.tokens) == 0 {
+		return nil
+	}
+	err := c.hc.EmitTokens(c.tokens)
+	clear(c.tokens)
+	c.tokens = c.tokens[:0]
+	return discardDisplaced(err)
 }
 
 // discardDisplaced drops input of a displaced connection (spec 4.5): it is
