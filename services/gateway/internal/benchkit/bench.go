@@ -277,7 +277,7 @@ func (f *fanoutFlags) register(fs *config.FlagSet) {
 	fs.Int(&f.readers, "readers", 0, "readers per conversation (default 16; -tiny 2)")
 	fs.Int(&f.convs, "conversations", 0, "conversations (default 1)")
 	fs.Int(&f.size, "size", 0, "token data size in bytes (default 64)")
-	fs.Int(&f.window, "window", 0, "closed loop: tokens in flight per reader, over its writers (default 512; the gateway's queue holds 1024)")
+	fs.Int(&f.window, "window", 0, "tokens in flight per reader, over its writers: the closed loop's bound, and a fixed-rate writer's after a stall (default 512; the gateway's queue holds 1024)")
 	fs.Float64(&f.rate, "rate", 0, "total written tokens/s: run only fixed-rate phases (default: closed loop, then half its maximum)")
 	fs.Duration(&f.duration, "duration", 0, "duration of each phase (default 10s; -short 3s)")
 	fs.Duration(&f.warmup, "warmup", 0, "start of each phase not measured (default 2s; -short 1s)")

@@ -75,7 +75,8 @@ func (r *LoadResult) DeliveredRate() float64 { return float64(r.Lat.Count()) / r
 func (r *LoadResult) WrittenRate() float64 { return float64(r.WrittenInWindow) / r.Window.Seconds() }
 
 // pacer decides when a writer may send: at a fixed rate from start, or
-// in a closed loop bounded by its tokens in flight to its slowest reader.
+// in a closed loop; either way within its tokens in flight to its slowest
+// reader.
 type pacer struct {
 	rate       float64 // tokens/s of this writer; 0: closed loop
 	window     int64
@@ -109,17 +110,23 @@ func (p *pacer) next(sent int64, maxN int) int {
 		if !now.Before(p.end) {
 			return 0
 		}
+		n := int64(maxN)
 		if p.rate > 0 {
 			due := int64(now.Sub(p.start).Seconds()*p.rate) + 1
-			if due > sent {
-				return int(min(due-sent, int64(maxN)))
+			if due <= sent {
+				next := p.start.Add(time.Duration(float64(sent) / p.rate * float64(time.Second)))
+				time.Sleep(next.Sub(now))
+				continue
 			}
-			next := p.start.Add(time.Duration(float64(sent) / p.rate * float64(time.Second)))
-			time.Sleep(next.Sub(now))
-			continue
+			// The window bounds a fixed-rate writer too: after a stall of
+			// the kit itself, all its writers' catch-up would otherwise
+			// reach a reader at once, more than the gateway queues for it
+			// (1,024 frames), and close it slow_consumer for the kit's own
+			// hiccup. Late tokens still count from their scheduled time.
+			n = min(n, due-sent)
 		}
 		if room := p.room(sent); room > 0 {
-			return int(min(room, int64(maxN)))
+			return int(min(room, n))
 		}
 		t.Reset(min(p.end.Sub(now), 50*time.Millisecond))
 		select {

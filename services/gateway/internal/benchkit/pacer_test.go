@@ -3,6 +3,7 @@ package benchkit
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A closed-loop writer's room is bounded by its slowest reader, not by
@@ -22,5 +23,27 @@ func TestPacerRoomFollowsSlowestReader(t *testing.T) {
 	slow.Store(3)
 	if r := p.room(4); r != 3 {
 		t.Fatalf("room with the slowest reader 1 behind = %d, want 3", r)
+	}
+}
+
+// A fixed-rate writer far behind its schedule (the kit stalled) catches
+// up within the window, not with everything due at once, and sends more
+// as its slowest reader gets what it sent.
+func TestPacerFixedRateCatchUpStaysWithinWindow(t *testing.T) {
+	t.Parallel()
+	var a, b atomic.Int64
+	wake := make(chan struct{}, 1)
+	now := time.Now()
+	p := &pacer{rate: 1000, window: 4, start: now.Add(-time.Second), end: now.Add(time.Minute), got: []*atomic.Int64{&a, &b}, wake: wake}
+	if n := p.next(0, 256); n != 4 {
+		t.Fatalf("a writer 1,000 tokens behind may send %d, want the window of 4", n)
+	}
+	done := make(chan int)
+	go func() { done <- p.next(4, 256) }()
+	a.Store(4)
+	b.Store(2)
+	poke(wake)
+	if n := <-done; n != 2 {
+		t.Fatalf("with the slowest reader 2 behind the writer may send %d, want 2", n)
 	}
 }
