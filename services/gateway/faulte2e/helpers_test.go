@@ -77,9 +77,17 @@ var httpClient = &http.Client{Timeout: 2 * time.Second}
 // dial connects a WebSocket; an error is returned, not fatal (the gateway
 // may be down or NATS away).
 func dial(ctx context.Context, link, cred, name, resume string) (*websocket.Conn, error) {
+	return dialBatch(ctx, link, cred, name, resume, false)
+}
+
+// dialBatch is dial with X-AMS-Batch when batch is set.
+func dialBatch(ctx context.Context, link, cred, name, resume string, batch bool) (*websocket.Conn, error) {
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+cred)
 	h.Set("X-AMS-Stream-Name", name)
+	if batch {
+		h.Set("X-AMS-Batch", "1")
+	}
 	if resume != "" {
 		h.Set("X-AMS-Resume", resume)
 	}
@@ -299,6 +307,9 @@ type writer struct {
 	links []string
 	cred  string
 	name  string
+	// batch is how many tokens each message carries (an array when more
+	// than one).
+	batch int
 
 	mu   sync.Mutex
 	sent []sentToken
@@ -316,7 +327,7 @@ func (w *writer) connect(ctx context.Context) (*websocket.Conn, <-chan struct{},
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		c, err := dial(ctx, w.links[i%len(w.links)], w.cred, w.name, "")
+		c, err := dialBatch(ctx, w.links[i%len(w.links)], w.cred, w.name, "", w.batch > 1)
 		if err == nil {
 			_, b, rerr := c.Read(ctx)
 			if rerr == nil && strings.Contains(string(b), `"type":"joined"`) {
@@ -345,8 +356,8 @@ func (w *writer) connect(ctx context.Context) (*websocket.Conn, <-chan struct{},
 	}
 }
 
-// run writes tokens 0, 1, 2, … every pace until ctx ends or n are
-// written.
+// run writes tokens 0, 1, 2, … every pace (batch of them at a time) until
+// ctx ends or n are written.
 func (w *writer) run(ctx context.Context, n int, pace time.Duration) {
 	c, done, err := w.connect(ctx)
 	if err != nil {
@@ -355,7 +366,7 @@ func (w *writer) run(ctx context.Context, n int, pace time.Duration) {
 	defer func() { _ = c.CloseNow() }()
 	tick := time.NewTicker(pace)
 	defer tick.Stop()
-	for i := 0; i < n; i++ {
+	for i := 0; i < n; {
 		select {
 		case <-ctx.Done():
 			return
@@ -366,12 +377,20 @@ func (w *writer) run(ctx context.Context, n int, pace time.Duration) {
 			}
 		case <-tick.C:
 		}
-		data := fmt.Sprintf("token-%05d", i)
+		var els []string
 		w.mu.Lock()
-		w.sent = append(w.sent, sentToken{data, w.gen})
+		for ; i < n && len(els) < max(w.batch, 1); i++ {
+			data := fmt.Sprintf("token-%05d", i)
+			w.sent = append(w.sent, sentToken{data, w.gen})
+			els = append(els, `{"type":"token","data":"`+data+`"}`)
+		}
 		w.mu.Unlock()
+		msg := els[0]
+		if w.batch > 1 {
+			msg = "[" + strings.Join(els, ",") + "]"
+		}
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		_ = c.Write(wctx, websocket.MessageText, []byte(`{"type":"token","data":"`+data+`"}`))
+		_ = c.Write(wctx, websocket.MessageText, []byte(msg))
 		cancel()
 	}
 }

@@ -15,9 +15,19 @@ import (
 // starts on the same port and JetStream directory; one reader loses its
 // connection meanwhile. The gateways reconnect, the readers resume with
 // their cursors, and both readers get every token written, in order,
-// once.
+// once. The writer sends one token per message, or arrays of four (which
+// travel between the gateways as batches).
 func TestNATSRestartMidStream(t *testing.T) {
 	t.Parallel()
+	for _, batch := range []int{1, 4} {
+		t.Run(fmt.Sprintf("%d-per-message", batch), func(t *testing.T) {
+			t.Parallel()
+			natsRestartMidStream(t, batch)
+		})
+	}
+}
+
+func natsRestartMidStream(t *testing.T, batch int) {
 	logs := &gwtest.LogBuffer{}
 	sys := gwtest.Start(t, gwtest.Options{Gateways: 2, Log: logs})
 	logWarningsOnFailure(t, logs)
@@ -36,9 +46,9 @@ func TestNATSRestartMidStream(t *testing.T) {
 	wg.Go(func() { f0.run(ctx) })
 	wg.Go(func() { f1.run(ctx) })
 	const n = 300
-	w := &writer{t: t, links: []string{link0, link1}, cred: credW, name: "w"}
+	w := &writer{t: t, links: []string{link0, link1}, cred: credW, name: "w", batch: batch}
 	written := make(chan struct{})
-	wg.Go(func() { defer close(written); w.run(ctx, n, 5*time.Millisecond) })
+	wg.Go(func() { defer close(written); w.run(ctx, n, time.Duration(batch)*5*time.Millisecond) })
 
 	f0.waitFor(t, 50, wait)
 	start := time.Now()

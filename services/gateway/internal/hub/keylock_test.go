@@ -16,11 +16,12 @@ func TestKeyLocks(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		k.lock(fmt.Sprint("other-", i))()
 	}
-	got := make(chan struct{})
+	got, released := make(chan struct{}), make(chan struct{})
 	go func() {
 		u := k.lock("a")
 		close(got)
 		u()
+		close(released)
 	}()
 	select {
 	case <-got:
@@ -29,6 +30,7 @@ func TestKeyLocks(t *testing.T) {
 	}
 	unlockA()
 	<-got
+	<-released
 	var wg sync.WaitGroup
 	counter := 0
 	for i := 0; i < 50; i++ {
