@@ -216,7 +216,9 @@ func (c *Conn) enqueueWait(it Item) error {
 func (c *Conn) Delivered(items []Item) {
 	c.qmu.Lock()
 	for i := range items {
-		if items[i].Stream != nil {
+		// The map ends with each stream's last item of the batch either
+		// way; one write per run of a stream's items is enough.
+		if items[i].Stream != nil && (i+1 == len(items) || items[i+1].Stream != items[i].Stream) {
 			if c.delivered == nil {
 				c.delivered = map[string]uint64{}
 			}

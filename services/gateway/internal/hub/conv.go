@@ -278,7 +278,10 @@ func (c *conv) onEvent(m *nats.Msg) {
 	}
 	frame.EachEvent(m.Data, func(f []byte) bool {
 		if seq, ok := frame.SeqOf(f); ok {
+			// The latency histogram samples messages, as it did when each
+			// token was one: a batch's ingest time goes with its first event.
 			c.event(s, sid, f, seq, ingest)
+			ingest = 0
 		}
 		return true
 	})
