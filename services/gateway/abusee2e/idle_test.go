@@ -141,3 +141,49 @@ func TestServerCloseOfSilentClient(t *testing.T) {
 	}
 	closedWithin(t, old, wait)
 }
+
+// A reader that took a data message lingers for the client's next one
+// (-ws-read-linger) on its goroutine, then parks in the epoll set again:
+// right after a message each connection holds a goroutine, and once the
+// linger is over none does, and the connections still answer.
+func TestLingeringReadersPark(t *testing.T) {
+	const (
+		conns  = 100
+		linger = 5 * time.Second
+	)
+	sys := startWith(t, func(cfg *gatewayd.Config) {
+		cfg.WSReadLinger = linger
+		cfg.Hub.MaxStreamsPerAccount = 2 * conns
+		cfg.Hub.MaxStreamsPerConversation = 2 * conns
+		cfg.Limits.AccountConns = 2 * conns
+	})
+	r := newRoom(t, sys, "alice")
+	first := rawHTTP(t, sys.URL(0))
+	upgrade(t, first, r.link, r.cred, "first")
+	cs := make([]*rawWS, conns)
+	for i := range cs {
+		c := rawHTTP(t, sys.URL(0))
+		cs[i] = &rawWS{c: c, br: upgrade(t, c, r.link, r.cred, fmt.Sprintf("idle-%d", i))}
+	}
+	before := settled(t, func(int) bool { return false })
+	start := time.Now()
+	for _, c := range cs {
+		c.pingPong(t)
+	}
+	lingering := runtime.NumGoroutine()
+	if time.Since(start) < linger && lingering-before < conns {
+		t.Fatalf("%d goroutines more right after %d connections each sent a message, want one lingering reader each", lingering-before, conns)
+	}
+	after := lingering
+	for deadline := start.Add(linger + wait); after-before > conns/4 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond) // polling a visible count; the deadline bounds it
+		after = runtime.NumGoroutine()
+	}
+	if after-before > conns/4 {
+		t.Fatalf("%d goroutines more %s after the messages: the readers did not park", after-before, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("goroutines: %d idle, %d right after the messages, %d after the linger", before, lingering, after)
+	for _, c := range cs {
+		c.pingPong(t)
+	}
+}

@@ -85,6 +85,10 @@ type Config struct {
 	// instead of waiting for input in the gateway's epoll set (Linux):
 	// an idle connection then holds a goroutine and its stack.
 	WSBlockingReads bool
+	// WSReadLinger is how long a reader that took a data message waits
+	// for the next before it parks in the epoll set: 0 is
+	// wsconn.DefaultReadLinger, negative parks at once.
+	WSReadLinger time.Duration
 	// SSEKeepAlive overrides the 15 s SSE keepalive (tests).
 	SSEKeepAlive time.Duration
 	// Tracing traces HTTP requests, gRPC calls and events across
@@ -340,6 +344,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Handlers: httpapi.Handlers{
 			Connect: &wsconn.Handler{
 				Poller:      wsPoller(log, cfg.WSBlockingReads),
+				ReadLinger:  cfg.WSReadLinger,
 				Log:         log,
 				Admitter:    admitter,
 				Hub:         g.hub,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/amsrouter/ams/services/gateway/gatewayd"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
+	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
 	"github.com/amsrouter/ams/services/internal/config"
 	"github.com/amsrouter/ams/services/internal/logging"
 	"github.com/amsrouter/ams/services/internal/telemetry"
@@ -63,6 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Int(&cfg.Hub.QueueBytes, "queue-bytes", 8<<20, "outbound queue bound per connection, in bytes")
 	fs.Int(&cfg.SendBuffer, "send-buffer", 0, "kernel send buffer per client connection in bytes (0: the kernel sizes it)")
 	fs.Bool(&cfg.WSBlockingReads, "ws-blocking-reads", false, "read each WebSocket in a goroutine of its own instead of the epoll set (idle connections cost a goroutine each)")
+	fs.Duration(&cfg.WSReadLinger, "ws-read-linger", wsconn.DefaultReadLinger, "how long a WebSocket reader that took a data message waits for the next before it parks in the epoll set (negative: park at once)")
 	registerLimitFlags(fs, &cfg)
 	fs.Secret(&pepper, "derivation-pepper", true, "secret pepper of derived ids, shared by every gateway")
 	fs.String(&logFormat, "log-format", "json", "log format: json or text")

@@ -32,6 +32,9 @@ const (
 	// for this long is gone.
 	writeTimeout = 30 * time.Second
 	closeWait    = 2 * time.Second
+	// DefaultReadLinger is Handler.ReadLinger's default: a writer that
+	// sends a message a millisecond or more often stays on one reader.
+	DefaultReadLinger = 2 * time.Millisecond
 )
 
 // Handler serves GET …/connect.
@@ -51,6 +54,12 @@ type Handler struct {
 	// and an idle connection holds no goroutine. Nil: each connection
 	// reads in a goroutine of its own.
 	Poller *netpoll.Poller
+	// ReadLinger is how long a reader that took a data message waits for
+	// the client's next before it parks in the Poller: a client that
+	// writes steadily is read on one goroutine instead of being parked
+	// and woken for each message. 0: DefaultReadLinger; negative: park at
+	// once.
+	ReadLinger time.Duration
 	// SendBuffer, if not 0, fixes each connection's kernel send buffer in
 	// bytes. By default the kernel sizes it (up to megabytes), which lets
 	// a slow reader fall that much further behind before its queue
@@ -93,6 +102,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.writing.Store(true)
 	c.r = lazyReader{nc: nc}
+	c.linger = orDefault(h.ReadLinger, DefaultReadLinger)
+	if c.linger < 0 {
+		c.linger = 0
+	}
 	if rw.Reader.Buffered() > 0 {
 		c.r.br = rw.Reader // the client wrote before the handshake ended
 	}
@@ -149,6 +162,9 @@ type conn struct {
 	acct        *limits.Account // its account's token rate
 	pingEvery   time.Duration
 	idle        time.Duration
+	// linger is how long a reader that took a data message waits for the
+	// next before it parks (0: it parks at once).
+	linger time.Duration
 
 	// With a poller (pd not nil) the reader runs only while the client
 	// has input: between messages it arms pd and exits, and parkedAt
@@ -352,17 +368,28 @@ func (c *conn) readLoop(mayPark bool) (code int, lost, parked bool) {
 		c.hc.Fail(code)
 	}
 	protocolError := wireerr.Code{Name: "protocol_error", Close: 1002}
+	// busy: this reader took a data message, so more may follow soon.
+	busy := false
 	for {
 		if c.idleOut.Load() {
 			return c.lostRead()
 		}
 		if !s.closing && !c.closeSent.Load() {
 			if mayPark && c.pd != nil && s.msg == nil && c.r.br == nil {
-				c.park()
-				return 0, false, true
+				lingered := busy && c.linger > 0 && c.r.wait(c.linger)
+				if !lingered && !c.closeSent.Load() {
+					c.park()
+					return 0, false, true
+				}
 			}
 			mayPark = true
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.idle))
+			wait := c.idle
+			if c.closeSent.Load() {
+				// The writer sent the close while this reader lingered:
+				// read the client's answer.
+				wait = closeWait
+			}
+			_ = c.nc.SetReadDeadline(time.Now().Add(wait))
 		}
 		hdr, err := ws.ReadHeaderBuffer(&c.r, c.rhdr[:])
 		if err != nil {
@@ -453,6 +480,7 @@ func (c *conn) readLoop(mayPark bool) (code int, lost, parked bool) {
 			fail(wireerr.MalformedFrame)
 			continue
 		}
+		busy = true
 		err = frame.DecodeInto(m, c.batch, &c.scratch, c.handler)
 		if ferr := c.flushTokens(); err == nil {
 			err = ferr
@@ -773,6 +801,26 @@ func (l *lazyReader) Read(p []byte) (int, error) {
 		l.release()
 	}
 	return n, err
+}
+
+// wait waits up to d for input and buffers what comes, without taking
+// it: it reports whether input is buffered. It leaves a read deadline set.
+func (l *lazyReader) wait(d time.Duration) bool {
+	if l.br != nil {
+		return true
+	}
+	_ = l.nc.SetReadDeadline(time.Now().Add(d))
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(l.nc)
+	if _, err := br.Peek(1); err == nil {
+		l.br, l.pooled = br, true
+		return true
+	}
+	// Timed out (or failed: the poller sees the error and the next
+	// reader reads it again).
+	br.Reset(nil)
+	readerPool.Put(br)
+	return false
 }
 
 // release returns the buffer to the pool; nothing is buffered in it.
