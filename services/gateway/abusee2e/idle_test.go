@@ -22,23 +22,7 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 	const conns = 200
 	for _, blocking := range []bool{false, true} {
 		t.Run(fmt.Sprintf("blocking=%v", blocking), func(t *testing.T) {
-			sys := startWith(t, func(cfg *gatewayd.Config) {
-				cfg.WSBlockingReads = blocking
-				cfg.Hub.MaxStreamsPerAccount = 2 * conns
-				cfg.Hub.MaxStreamsPerConversation = 2 * conns
-				cfg.Limits.AccountConns = 2 * conns
-			})
-			r := newRoom(t, sys, "alice")
-			// One connection first, so that the conversation's own
-			// goroutines are running before the count starts.
-			first := rawHTTP(t, sys.URL(0))
-			upgrade(t, first, r.link, r.cred, "first")
-			before := settled(t, func(int) bool { return false })
-			cs := make([]*rawWS, conns)
-			for i := range cs {
-				c := rawHTTP(t, sys.URL(0))
-				cs[i] = &rawWS{c: c, br: upgrade(t, c, r.link, r.cred, fmt.Sprintf("idle-%d", i))}
-			}
+			before, cs := openIdle(t, conns, func(cfg *gatewayd.Config) { cfg.WSBlockingReads = blocking })
 			var after int
 			if blocking {
 				after = settled(t, func(n int) bool { return n >= before+conns })
@@ -57,6 +41,29 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openIdle starts a gateway (adjust changes its config) and joins one
+// connection, so that the conversation's own goroutines run; it returns
+// the goroutine count then, and conns more connections that stay idle.
+func openIdle(t *testing.T, conns int, adjust func(*gatewayd.Config)) (before int, cs []*rawWS) {
+	t.Helper()
+	sys := startWith(t, func(cfg *gatewayd.Config) {
+		cfg.Hub.MaxStreamsPerAccount = 2 * conns
+		cfg.Hub.MaxStreamsPerConversation = 2 * conns
+		cfg.Limits.AccountConns = 2 * conns
+		adjust(cfg)
+	})
+	r := newRoom(t, sys, "alice")
+	first := rawHTTP(t, sys.URL(0))
+	upgrade(t, first, r.link, r.cred, "first")
+	before = settled(t, func(int) bool { return false })
+	cs = make([]*rawWS, conns)
+	for i := range cs {
+		c := rawHTTP(t, sys.URL(0))
+		cs[i] = &rawWS{c: c, br: upgrade(t, c, r.link, r.cred, fmt.Sprintf("idle-%d", i))}
+	}
+	return before, cs
 }
 
 // settled returns the goroutine count once done(count) holds, or once it
@@ -151,20 +158,7 @@ func TestLingeringReadersPark(t *testing.T) {
 		conns  = 100
 		linger = 5 * time.Second
 	)
-	sys := startWith(t, func(cfg *gatewayd.Config) {
-		cfg.WSReadLinger = linger
-		cfg.Hub.MaxStreamsPerAccount = 2 * conns
-		cfg.Hub.MaxStreamsPerConversation = 2 * conns
-		cfg.Limits.AccountConns = 2 * conns
-	})
-	r := newRoom(t, sys, "alice")
-	first := rawHTTP(t, sys.URL(0))
-	upgrade(t, first, r.link, r.cred, "first")
-	cs := make([]*rawWS, conns)
-	for i := range cs {
-		c := rawHTTP(t, sys.URL(0))
-		cs[i] = &rawWS{c: c, br: upgrade(t, c, r.link, r.cred, fmt.Sprintf("idle-%d", i))}
-	}
+	_, cs := openIdle(t, conns, func(cfg *gatewayd.Config) { cfg.WSReadLinger = linger })
 	before := settled(t, func(int) bool { return false })
 	start := time.Now()
 	for _, c := range cs {
