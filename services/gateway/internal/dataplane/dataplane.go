@@ -595,7 +595,7 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 		if s.last <= prev {
 			return nil
 		}
-		if s.first == s.last {
+		if !frame.IsBatch(s.data) {
 			return one(event{s.first, s.data})
 		}
 		var ferr error

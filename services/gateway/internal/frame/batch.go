@@ -1,6 +1,9 @@
 package frame
 
-import "bytes"
+import (
+	"bytes"
+	"strings"
+)
 
 // An event message of the data plane (one NATS message, one stored
 // JetStream message) holds either one event frame or a batch: the token
@@ -21,14 +24,11 @@ const (
 
 // Batchable reports whether frames built with this raw peer identity
 // text can travel in a batch.
-func Batchable(peerIdentity string) bool {
-	for i := 0; i < len(peerIdentity); i++ {
-		if peerIdentity[i] == '\n' {
-			return false
-		}
-	}
-	return true
-}
+func Batchable(peerIdentity string) bool { return strings.IndexByte(peerIdentity, '\n') < 0 }
+
+// IsBatch reports whether an event message is a batch (of one or more
+// frames) rather than one bare frame.
+func IsBatch(m []byte) bool { return len(m) > 0 && m[0] == BatchOpen }
 
 // EachEvent calls fn with each event frame of an event message, in order,
 // until fn returns false. It reports false if the message is malformed.
@@ -36,7 +36,7 @@ func EachEvent(m []byte, fn func(f []byte) bool) bool {
 	if len(m) == 0 {
 		return false
 	}
-	if m[0] != BatchOpen {
+	if !IsBatch(m) {
 		fn(m)
 		return true
 	}
@@ -66,7 +66,7 @@ func EachEvent(m []byte, fn func(f []byte) bool) bool {
 // SeqRange returns the seqs of the first and the last event of an event
 // message.
 func SeqRange(m []byte) (first, last uint64, ok bool) {
-	if len(m) == 0 || m[0] != BatchOpen {
+	if !IsBatch(m) {
 		s, ok := SeqOf(m)
 		return s, s, ok
 	}

@@ -93,6 +93,11 @@ func TestBatchMalformed(t *testing.T) {
 			t.Errorf("SeqRange(%q) accepted it", m)
 		}
 	}
+	// A batch of one is a batch: its frame comes without the brackets.
+	var one [][]byte
+	if !EachEvent([]byte("["+string(f)+"]"), func(g []byte) bool { one = append(one, g); return true }) || len(one) != 1 || string(one[0]) != string(f) {
+		t.Errorf("a batch of one split into %q", one)
+	}
 	// Seqs that go down are not a batch.
 	g := AppendToken(nil, &Stream{ID: "s"}, time.Unix(0, 0), "x", 6)
 	if _, _, ok := SeqRange(appendBatch(nil, [][]byte{f, g})); ok {

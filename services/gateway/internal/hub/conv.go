@@ -259,7 +259,7 @@ func (c *conv) onEvent(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	first, last, ok := frame.SeqRange(m.Data)
+	first, _, ok := frame.SeqRange(m.Data)
 	if !ok {
 		return
 	}
@@ -272,7 +272,7 @@ func (c *conv) onEvent(m *nats.Msg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.streams[sid]
-	if first == last {
+	if !frame.IsBatch(m.Data) {
 		c.event(s, sid, m.Data, first, ingest)
 		return
 	}

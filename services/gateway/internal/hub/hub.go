@@ -702,11 +702,7 @@ func (m hubMetrics) streams(delta float64) {
 	}
 }
 
-func (m hubMetrics) frameIn(t string) {
-	if m.m != nil {
-		m.m.FrameIn(t)
-	}
-}
+func (m hubMetrics) frameIn(t string) { m.framesIn(t, 1) }
 
 func (m hubMetrics) framesIn(t string, n int) {
 	if m.m != nil {

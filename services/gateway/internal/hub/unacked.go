@@ -44,11 +44,7 @@ const (
 // the frame appended since as seq's event, published at at (Unix ns).
 func (u *unacked) begin() []byte { return u.buf }
 
-func (u *unacked) commit(buf []byte, seq uint64, at int64) {
-	off := len(u.buf)
-	u.buf = buf
-	u.ents = append(u.ents, unackedEntry{seq, at, off, len(buf)})
-}
+func (u *unacked) commit(buf []byte, seq uint64, at int64) { u.commitAt(buf, len(u.buf), seq, at) }
 
 // commitAt records buf[off:] as seq's event, published at at (Unix ns):
 // the bytes between the previous frame and off (a batch's delimiters)

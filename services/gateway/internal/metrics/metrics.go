@@ -178,11 +178,7 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) Close(code int) { m.Closes.WithLabelValues(strconv.Itoa(code)).Inc() }
 
 // FrameIn counts a client frame of a type of spec 4.4.
-func (m *Metrics) FrameIn(typ string) {
-	if c := m.framesIn[typ]; c != nil {
-		c.Inc()
-	}
-}
+func (m *Metrics) FrameIn(typ string) { m.FrameInN(typ, 1) }
 
 // FrameInN counts n client frames of a type of spec 4.4.
 func (m *Metrics) FrameInN(typ string, n int) {
