@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -272,6 +273,73 @@ func TestControlPlaneHTTP(t *testing.T) {
 		wantRetryAfter(t, resp)
 		sys.Mint(t, 0, credB, "bob", "")
 	})
+}
+
+// Behind a trusted proxy (here the test itself, on 127.0.0.1), each client
+// named in X-Forwarded-For has its own control-plane budget; a peer that
+// is not a trusted proxy cannot choose its budget with the header.
+func TestControlPlaneBehindProxy(t *testing.T) {
+	t.Parallel()
+	createAs := func(t *testing.T, sys *gwtest.System, xff, ns string) *gwtest.Response {
+		return gwtest.DoResponse(t, http.MethodPost, sys.URL(0)+"/v1/accounts", map[string]string{"X-Forwarded-For": xff},
+			fmt.Sprintf(`{"namespace":%q}`, ns))
+	}
+	t.Run("trusted", func(t *testing.T) {
+		t.Parallel()
+		sys := startWith(t, func(cfg *gatewayd.Config) {
+			cfg.Limits.ControlIP = limits.Rate{PerSecond: 0.1, Burst: 2}
+			cfg.Limits.TrustedProxies = loopbackProxies(t)
+		})
+		for i := 0; i < 2; i++ {
+			if r := createAs(t, sys, "198.51.100.1", fmt.Sprintf("a%d", i)); r.Status != http.StatusCreated {
+				t.Fatalf("client A request %d: %d %s", i, r.Status, r.Body)
+			}
+		}
+		r := createAs(t, sys, "198.51.100.1", "a9")
+		wantError(t, r, http.StatusTooManyRequests, "rate_limited")
+		// A forged entry left of what the proxy appended changes nothing.
+		wantError(t, createAs(t, sys, "203.0.113.7, 198.51.100.1", "a10"), http.StatusTooManyRequests, "rate_limited")
+		// Another client behind the same proxy has a budget of its own.
+		if r := createAs(t, sys, "198.51.100.2", "b0"); r.Status != http.StatusCreated {
+			t.Fatalf("client B: %d %s", r.Status, r.Body)
+		}
+		// gRPC: X-Forwarded-For arrives as metadata.
+		api := dialGRPC(t, sys.Gateways[0].GRPCAddr())
+		for i := 0; i < 2; i++ {
+			if _, err := api.accounts.CreateAccount(callCtx(t, "x-forwarded-for", "198.51.100.3"), &amsv1.CreateAccountRequest{Namespace: fmt.Sprintf("c%d", i)}); err != nil {
+				t.Fatalf("gRPC client C request %d: %v", i, err)
+			}
+		}
+		_, err := api.accounts.CreateAccount(callCtx(t, "x-forwarded-for", "198.51.100.3"), &amsv1.CreateAccountRequest{Namespace: "c9"})
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("gRPC client C over its budget: %v, want RESOURCE_EXHAUSTED", err)
+		}
+		if _, err := api.accounts.CreateAccount(callCtx(t, "x-forwarded-for", "198.51.100.4"), &amsv1.CreateAccountRequest{Namespace: "d0"}); err != nil {
+			t.Fatalf("gRPC client D: %v", err)
+		}
+	})
+	t.Run("not trusted", func(t *testing.T) {
+		t.Parallel()
+		sys := startWith(t, func(cfg *gatewayd.Config) {
+			cfg.Limits.ControlIP = limits.Rate{PerSecond: 0.1, Burst: 2}
+		})
+		for i := 0; i < 2; i++ {
+			if r := createAs(t, sys, fmt.Sprintf("198.51.100.%d", 10+i), fmt.Sprintf("e%d", i)); r.Status != http.StatusCreated {
+				t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
+			}
+		}
+		// The peer's own budget is spent, whatever the header says.
+		wantError(t, createAs(t, sys, "198.51.100.99", "e9"), http.StatusTooManyRequests, "rate_limited")
+	})
+}
+
+func loopbackProxies(t *testing.T) []netip.Prefix {
+	t.Helper()
+	p, err := limits.ParseProxies("127.0.0.0/8,::1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // Control plane over gRPC: RESOURCE_EXHAUSTED, ams-error rate_limited,

@@ -10,7 +10,8 @@ import (
 
 // registerLimitFlags declares the abuse controls and slow-client timeouts
 // (docs/operations.md). A negative rate or quota turns that limit off.
-func registerLimitFlags(fs *config.FlagSet, cfg *gatewayd.Config) {
+// proxies receives -trusted-proxies, for limits.ParseProxies.
+func registerLimitFlags(fs *config.FlagSet, cfg *gatewayd.Config, proxies *string) {
 	l := &cfg.Limits
 	fs.Float64(&l.ConnFrames.PerSecond, "rate-conn-frames", limits.DefaultConnFrames.PerSecond, "client frames per second per stream-plane connection (over: close 4429 rate_limited; <0: off)")
 	fs.Int(&l.ConnFrames.Burst, "rate-conn-burst", limits.DefaultConnFrames.Burst, "burst of client frames per connection")
@@ -21,6 +22,7 @@ func registerLimitFlags(fs *config.FlagSet, cfg *gatewayd.Config) {
 	fs.Int(&l.ControlIP.Burst, "rate-control-ip-burst", limits.DefaultControlIP.Burst, "burst of control-plane requests per client IP")
 	fs.Float64(&l.ControlCredential.PerSecond, "rate-control-credential", limits.DefaultControlCredential.PerSecond, "control-plane requests per second per credential (over: 429 rate_limited; <0: off)")
 	fs.Int(&l.ControlCredential.Burst, "rate-control-credential-burst", limits.DefaultControlCredential.Burst, "burst of control-plane requests per credential")
+	fs.String(proxies, "trusted-proxies", "", "comma-separated CIDR prefixes or addresses of reverse proxies in front of the gateway: a request from one is limited per the client address it names in X-Forwarded-For (empty: the header is ignored)")
 
 	fs.Duration(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send a request's headers")
 	fs.Duration(&cfg.HTTPIdleTimeout, "http-idle-timeout", 120*time.Second, "idle keep-alive HTTP connections are closed after this")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/amsrouter/ams/services/gateway/gatewayd"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
+	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
 	"github.com/amsrouter/ams/services/internal/config"
 	"github.com/amsrouter/ams/services/internal/logging"
@@ -65,7 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Int(&cfg.SendBuffer, "send-buffer", 0, "kernel send buffer per client connection in bytes (0: the kernel sizes it)")
 	fs.Bool(&cfg.WSBlockingReads, "ws-blocking-reads", false, "read each WebSocket in a goroutine of its own instead of the epoll set (idle connections cost a goroutine each)")
 	fs.Duration(&cfg.WSReadLinger, "ws-read-linger", wsconn.DefaultReadLinger, "how long a WebSocket reader that took a data message waits for the next before it parks in the epoll set (negative: park at once)")
-	registerLimitFlags(fs, &cfg)
+	var proxies string
+	registerLimitFlags(fs, &cfg, &proxies)
 	fs.Secret(&pepper, "derivation-pepper", true, "secret pepper of derived ids, shared by every gateway")
 	fs.String(&logFormat, "log-format", "json", "log format: json or text")
 	fs.String(&logLvl, "log-level", "info", "log level: debug, info, warn, error")
@@ -80,6 +82,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	cfg.DerivationPepper = pepper
+	trusted, err := limits.ParseProxies(proxies)
+	if err != nil {
+		return err
+	}
+	cfg.Limits.TrustedProxies = trusted
 	switch dataplane.PublishMode(publishMode) {
 	case dataplane.PublishCore, dataplane.PublishJetStream:
 		cfg.Data.Mode = dataplane.PublishMode(publishMode)

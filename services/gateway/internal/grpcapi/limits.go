@@ -71,8 +71,11 @@ func controlLimit(l *limits.Limits) grpc.UnaryServerInterceptor {
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			remote = p.Addr.String()
 		}
+		// A proxy in front (ingress-nginx with GRPC backends, Envoy)
+		// forwards X-Forwarded-For as metadata.
+		md, _ := metadata.FromIncomingContext(ctx)
 		cred, _ := controlplane.BearerCredential(authorization(ctx))
-		if err := l.Control(remote, cred); err != nil {
+		if err := l.Control(l.ClientAddr(remote, md.Get("x-forwarded-for")), cred); err != nil {
 			_ = grpc.SetTrailer(ctx, metadata.Pairs(TrailerError, wireerr.RateLimited.Name))
 			return nil, rateStatus(err)
 		}

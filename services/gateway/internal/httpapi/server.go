@@ -163,7 +163,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if isControl(route) {
 		cred, _ := BearerCredential(r)
-		if err := a.d.Limits.Control(r.RemoteAddr, cred); err != nil {
+		if err := a.d.Limits.Control(a.d.Limits.ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For")), cred); err != nil {
 			a.writeError(rec, r, err)
 			return
 		}

@@ -26,6 +26,8 @@
 //     gRPC AccountService and ConversationService) per client IP (per /64
 //     for IPv6) and per Bearer credential. Over either the request is
 //     answered 429 rate_limited with Retry-After (gRPC RESOURCE_EXHAUSTED).
+//     Behind trusted proxies the client IP is the one they forward
+//     (ClientAddr).
 //
 // A nil *Limits, and a nil *Conn or *Account, limit nothing, so handlers
 // built without limits work unchanged.
@@ -36,6 +38,7 @@ import (
 	"encoding/hex"
 	"math"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +101,12 @@ type Config struct {
 	AccountConns      int
 	ControlIP         Rate
 	ControlCredential Rate
+	// TrustedProxies are the reverse proxies in front of the gateway
+	// (ingress controllers, layer-7 load balancers). A control-plane
+	// request whose TCP peer is one of them counts against the client
+	// address the proxies name in X-Forwarded-For (ClientAddr). Empty: the
+	// header is never read.
+	TrustedProxies []netip.Prefix
 }
 
 // Unlimited turns every limit off (benchmarks, load tests).

@@ -19,7 +19,7 @@ func (s *Server) limit(r *http.Request, sid string, initialize bool, n int) erro
 	}
 	if initialize {
 		cred, _ := controlplane.BearerCredential(r.Header.Get("Authorization"))
-		return l.Control(r.RemoteAddr, cred)
+		return l.Control(l.ClientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For")), cred)
 	}
 	sess := s.session(sid)
 	for i := 0; i < n; i++ {
