@@ -32,6 +32,9 @@ const (
 	// repairWait lets events that crossed on different routes arrive
 	// before a gap is read back from JetStream.
 	repairWait = 50 * time.Millisecond
+	// maxRepairBackoff caps the doubling of repairWait after failed
+	// repairs: at most 50 ms << 5 = 1.6 s between tries.
+	maxRepairBackoff = 5
 	// leaveWait bounds how long a stream_left waits for the final events.
 	leaveWait = 3 * time.Second
 )
@@ -393,7 +396,10 @@ func (c *conv) startRepair(s *stream) {
 }
 
 func (c *conv) repair(s *stream) {
-	time.Sleep(repairWait) // a grace for reordered events, not synchronisation
+	c.mu.Lock()
+	wait := repairWait << min(s.repairFails, maxRepairBackoff)
+	c.mu.Unlock()
+	time.Sleep(wait) // a grace for reordered events (and a backoff), not synchronisation
 	c.mu.Lock()
 	from := s.info.LastSeq + 1
 	var to uint64
@@ -427,9 +433,7 @@ func (c *conv) repair(s *stream) {
 		return nil
 	})
 	cancel()
-	if err != nil && !errors.Is(err, errStop) {
-		c.hub.log.Warn("stream gap repair failed", "conversation_id", c.id, "stream_id", s.info.ID, "err", err)
-	}
+	failed := err != nil && !errors.Is(err, errStop)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -440,6 +444,19 @@ func (c *conv) repair(s *stream) {
 	for _, e := range got {
 		c.deliver(s, e.f, e.seq, 0)
 	}
+	if failed {
+		// JetStream did not answer (overload, a NATS reconnect): what it
+		// holds is not lost. Try again, backing off; readers wait at the
+		// gap meanwhile (a leaving stream waits at most leaveWait).
+		s.repairFails++
+		c.hub.log.Warn("stream gap repair failed; retrying", "conversation_id", c.id, "stream_id", s.info.ID,
+			"attempt", s.repairFails, "err", err)
+		if len(s.held) > 0 || s.leaveAt != 0 || s.tailTarget > s.info.LastSeq {
+			c.startRepair(s)
+		}
+		return
+	}
+	s.repairFails = 0
 	// What JetStream no longer has is lost to live readers (live delivery
 	// is at most once; a cursor resume reports the gap). Skip over it.
 	if len(s.held) > 0 && s.held[0].seq > s.info.LastSeq+1 {
@@ -569,6 +586,7 @@ func (c *conv) onRecord(rec presence.Record, rev uint64) {
 func (c *conv) checkTails(ctx context.Context) {
 	c.mu.Lock()
 	c.tick++
+	tick := c.tick
 	var quiet []*stream
 	for _, s := range c.streams {
 		if s.announced && s.checkedTick < s.lastTick && c.tick-s.lastTick >= 2 {
@@ -582,6 +600,12 @@ func (c *conv) checkTails(ctx context.Context) {
 		last, err := c.hub.plane.LastSeq(qctx, s.subj)
 		cancel()
 		if err != nil {
+			// Not checked after all: the next tick tries again.
+			c.mu.Lock()
+			if s.checkedTick == tick {
+				s.checkedTick = 0
+			}
+			c.mu.Unlock()
 			continue
 		}
 		c.mu.Lock()

@@ -28,18 +28,21 @@ type stream struct {
 
 	// Reader side, guarded by conv.mu. info.LastSeq is the highest seq
 	// delivered on this gateway.
-	info       frame.Stream
-	order      uint64
-	gateway    string
-	epoch      uint64
-	linkID     string
-	announced  bool
-	readers    []*Conn // copy on write
-	held       []heldEvent
-	repairing  bool
-	leaveAt    uint64 // final seq of a leaving stream, 0 if not leaving
-	leaveTimer *time.Timer
-	orphan     *time.Timer
+	info      frame.Stream
+	order     uint64
+	gateway   string
+	epoch     uint64
+	linkID    string
+	announced bool
+	readers   []*Conn // copy on write
+	held      []heldEvent
+	repairing bool
+	// repairFails counts the repairs in a row that JetStream did not
+	// answer; each doubles the wait before the next (maxRepairBackoff).
+	repairFails int
+	leaveAt     uint64 // final seq of a leaving stream, 0 if not leaving
+	leaveTimer  *time.Timer
+	orphan      *time.Timer
 	// Tail check: lastTick is the conversation tick of the last event (or
 	// announcement), checkedTick the tick the tail was last compared with
 	// JetStream, tailTarget a newer stored seq to read back.
