@@ -112,3 +112,52 @@ func TestReplayBatchesReordered(t *testing.T) {
 		}
 	}
 }
+
+// A resume a few events behind the newest finds its start in a lookup or
+// two, not in log2 of the whole events stream that every stream shares
+// (an avalanche of resumes made thousands of such searches at once).
+// Uneven streams still replay right, within twice the halving's lookups.
+func TestReplaySearchLookups(t *testing.T) {
+	p := startPlane(t, Config{Memory: true})
+	ss := streamIDs(40)
+	const n = 200
+	// ss[0] writes in two bursts, at the start and at the end; the others
+	// evenly throughout.
+	burst := ss[0]
+	for seq := uint64(1); seq <= n/2; seq++ {
+		publishBatch(t, p, burst, seq, seq)
+	}
+	for seq := uint64(1); seq <= n; seq++ {
+		for _, s := range ss[1:] {
+			publishBatch(t, p, s, seq, seq)
+		}
+	}
+	for seq := uint64(n/2 + 1); seq <= n; seq++ {
+		publishBatch(t, p, burst, seq, seq)
+	}
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitStored(t, p, ss, n)
+	lookups := func(s string, from uint64) int64 {
+		t.Helper()
+		before := p.lookups.Load()
+		got, _ := collect(t, p, s, from)
+		checkRange(t, got, from, n)
+		return p.lookups.Load() - before
+	}
+	for _, behind := range []uint64{1, 2, 5, 20} {
+		if k := lookups(ss[7], n-behind); k > 2 {
+			t.Errorf("resume %d behind the newest of an even stream: %d lookups, want at most 2", behind, k)
+		}
+	}
+	// Halving would take about log2(8,000) = 13 lookups.
+	const bound = 2*13 + 2
+	for from := uint64(1); from <= n; from += 7 {
+		for _, s := range []string{burst, ss[20]} {
+			if k := lookups(s, from); k > bound {
+				t.Errorf("%s from %d: %d lookups, want at most %d", s, from, k, bound)
+			}
+		}
+	}
+}

@@ -190,6 +190,9 @@ type Plane struct {
 	// OnPublishError is called for a failed JetStream publish
 	// acknowledgement (PublishJetStream mode).
 	OnPublishError func(error)
+
+	// lookups counts the probes of Replay's search for its start.
+	lookups atomic.Int64
 }
 
 // Open creates or updates the events stream and the buckets.
@@ -528,9 +531,19 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 		// non-decreasing; find the least x with f(x) ≥ from, stopping early
 		// at a message that holds from. Invariant: f(lo) < from ≤ f(hi).
 		lo, hi := first.jsSeq, last.Sequence
+		loLast := first.last // last seq of the message at lo
 		start = stored{jsSeq: last.Sequence, first: lastFirst, last: lastSeq, data: last.Data}
+		bisect := false
 		for hi-lo > 1 && start.first > from {
-			mid := lo + (hi-lo)/2
+			var mid uint64
+			if bisect {
+				mid = lo + (hi-lo)/2
+			} else {
+				mid = interpolate(lo, loLast, start.jsSeq, start.first, from)
+				mid = min(max(mid, lo+1), hi-1)
+			}
+			width := hi - lo
+			p.lookups.Add(1)
 			m, ok, err := p.nextFrom(ctx, subj, mid)
 			if err != nil {
 				return 0, err
@@ -540,9 +553,12 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 				if ok && m.jsSeq < start.jsSeq {
 					start = m
 				}
-				continue
+			} else {
+				lo, loLast = max(mid, m.jsSeq), m.last
 			}
-			lo = max(mid, m.jsSeq)
+			// A guess that did not halve the range is followed by a
+			// halving step: never worse than twice the bisection's probes.
+			bisect = !bisect && hi-lo > width/2
 		}
 		if start.first > from {
 			m, ok, err := p.nextFrom(ctx, subj, hi)
@@ -617,6 +633,23 @@ func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart fu
 		err = release(true)
 	}
 	return avail, err
+}
+
+// interpolate guesses the stream sequence of the message holding event
+// seq from, between the message at stream sequence lo (events up to
+// loLast) and the one at hi (events from hiFirst), assuming the subject's
+// events are spread evenly over the stream between them; loLast < from <
+// hiFirst. It aims one event early, so that the next message of the
+// subject at or after the guess is the one wanted: a resume a few events
+// behind the newest finds its start in one or two lookups where halving
+// takes log2 of the whole stream's length (every subject shares it).
+func interpolate(lo, loLast, hi, hiFirst, from uint64) uint64 {
+	span := float64(hi-lo) / float64(hiFirst-loLast) // stream sequences per event
+	guess := float64(lo) + float64(from-loLast-1)*span
+	if guess <= float64(lo) {
+		return lo
+	}
+	return uint64(guess)
 }
 
 // maxReorder bounds the out-of-order events Replay holds.
