@@ -216,6 +216,11 @@ func (c *conv) replayOne(conn *Conn, s *stream, rb *replayBuf) (int, bool) {
 // replayTries is how many times a replay that NATS failed is tried.
 const replayTries = 3
 
+// storeWait is how long a replay waits for JetStream to store events the
+// gateway delivered live, without any progress, before it reports them as
+// a replay_gap.
+const storeWait = 2 * time.Second
+
 // replayStream enqueues the retained events of one stream from first up
 // to snapshot (0: to the newest retained) and returns the last seq sent.
 // JetStream stores an event just after live subscribers get it, so when
@@ -225,8 +230,10 @@ func (c *conv) replayStream(conn *Conn, subj string, info *frame.Stream, first, 
 	errStop := errors.New("stop")
 	gapSent := false
 	failures := 0
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(storeWait)
+	progress := last
 	for {
+		began := time.Now()
 		ctx, cancel := context.WithTimeout(conn.ctx, 10*time.Second)
 		_, err := c.hub.plane.Replay(ctx, subj, last+1,
 			func(firstAvailable uint64) error {
@@ -275,7 +282,8 @@ func (c *conv) replayStream(conn *Conn, subj string, info *frame.Stream, first, 
 			// the connection so that the client resumes again from its
 			// cursor. Going on live would skip what was not replayed.
 			if failures++; failures < replayTries {
-				c.hub.log.Warn("replay interrupted; retrying", "conversation_id", c.id, "stream_id", info.ID, "from_seq", last+1, "err", err)
+				c.hub.log.Warn("replay interrupted; retrying", "conversation_id", c.id, "stream_id", info.ID, "from_seq", last+1,
+					"after", time.Since(began).Round(time.Millisecond), "err", err)
 				select {
 				case <-conn.ctx.Done():
 					return last, conn.ctx.Err()
@@ -283,9 +291,14 @@ func (c *conv) replayStream(conn *Conn, subj string, info *frame.Stream, first, 
 				}
 				continue
 			}
-			c.hub.log.Warn("replay failed; closing the connection", "conversation_id", c.id, "stream_id", info.ID, "from_seq", last+1, "err", err)
+			c.hub.log.Warn("replay failed; closing the connection", "conversation_id", c.id, "stream_id", info.ID, "from_seq", last+1,
+				"after", time.Since(began).Round(time.Millisecond), "err", err)
 			go conn.closeWith(wireerr.Internal)
 			return last, err
+		}
+		if last > progress {
+			// Storing lags (a loaded server) but goes on: keep waiting.
+			progress, deadline = last, time.Now().Add(storeWait)
 		}
 		if snapshot == 0 || last >= snapshot || time.Now().After(deadline) {
 			if snapshot != 0 && last < snapshot {
