@@ -423,16 +423,18 @@ func (c *conv) repair(s *stream) {
 		seq uint64
 	}
 	var got []ev
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	errStop := errors.New("stop")
-	_, err := c.hub.plane.Replay(ctx, s.subj, from, nil, func(f []byte, seq uint64) error {
-		if seq > to {
-			return errStop
-		}
-		got = append(got, ev{f, seq})
-		return nil
+	err := c.hub.readBack(context.Background(), func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := c.hub.plane.Replay(ctx, s.subj, from, nil, func(f []byte, seq uint64) error {
+			if seq > to {
+				return errStop
+			}
+			got = append(got, ev{f, seq})
+			return nil
+		})
+		return err
 	})
-	cancel()
 	failed := err != nil && !errors.Is(err, errStop)
 
 	c.mu.Lock()

@@ -110,6 +110,12 @@ type Config struct {
 	// turn. Without a bound a reconnect storm floods NATS with requests
 	// until they, and the gateway's heartbeats, time out.
 	MaxJoining int
+	// MaxReplaying bounds the replays and gap repairs reading JetStream at
+	// once; more wait their turn. One gateway's requests share its NATS
+	// connection, which the server reads in order: thousands of resumes
+	// at once queued every other request of the gateway (heartbeats,
+	// records) behind their lookups, until they timed out.
+	MaxReplaying int
 }
 
 // Quota counts live connections per account. Join acquires before checks
@@ -136,6 +142,7 @@ func (c *Config) defaults() {
 	set(&c.MaxStreamsPerConversation, 100)
 	set(&c.MaxObservers, 1000)
 	set(&c.MaxJoining, 4096)
+	set(&c.MaxReplaying, 64)
 	setD(&c.Grace, 10*time.Second)
 	setD(&c.Heartbeat, 2*time.Second)
 	setD(&c.DeadAfter, 10*time.Second)
@@ -160,6 +167,7 @@ type Hub struct {
 	nextConn  atomic.Uint64
 	joinLocks keyLocks      // by stream id
 	joining   chan struct{} // MaxJoining slots
+	replaying chan struct{} // MaxReplaying slots
 	// observersRefreshed is when observer counts were last rewritten;
 	// guarded by mu.
 	observersRefreshed time.Time
@@ -181,7 +189,7 @@ func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Me
 	h := &Hub{
 		cfg: cfg, log: log, plane: plane, deriver: deriver, metrics: hubMetrics{m},
 		convs: map[string]*conv{}, tracer: cfg.Tracing.Tracer("github.com/amsrouter/ams/services/gateway/internal/hub"),
-		joining: make(chan struct{}, cfg.MaxJoining),
+		joining: make(chan struct{}, cfg.MaxJoining), replaying: make(chan struct{}, cfg.MaxReplaying),
 	}
 	if m != nil {
 		m.SetQueuedBytes(h.QueuedBytes)

@@ -221,58 +221,80 @@ const replayTries = 3
 // a replay_gap.
 const storeWait = 2 * time.Second
 
+// replayChunk is the most events one read of a replay takes from
+// JetStream before it hands them to the connection: the read holds one of
+// the hub's MaxReplaying slots, and a client slow to take its frames must
+// not hold a slot while it is.
+const replayChunk = 256
+
+var (
+	errStop  = errors.New("stop")
+	errChunk = errors.New("chunk full")
+)
+
 // replayStream enqueues the retained events of one stream from first up
 // to snapshot (0: to the newest retained) and returns the last seq sent.
 // JetStream stores an event just after live subscribers get it, so when
 // the newest events are not stored yet it waits a little for them.
 func (c *conv) replayStream(conn *Conn, subj string, info *frame.Stream, first, snapshot uint64, s *stream) (uint64, error) {
 	last := first - 1
-	errStop := errors.New("stop")
 	gapSent := false
 	failures := 0
 	deadline := time.Now().Add(storeWait)
 	progress := last
+	var out []Item
 	for {
-		began := time.Now()
-		ctx, cancel := context.WithTimeout(conn.ctx, 10*time.Second)
-		_, err := c.hub.plane.Replay(ctx, subj, last+1,
-			func(firstAvailable uint64) error {
-				if gapSent || last+1 >= firstAvailable && firstAvailable != 0 {
-					return nil
-				}
-				avail := firstAvailable
-				if avail == 0 { // nothing retained
-					if snapshot == 0 || snapshot < last+1 {
+		// Read a chunk into out within a slot; last follows what was read.
+		out = out[:0]
+		var began time.Time
+		err := c.hub.readBack(conn.ctx, func() error {
+			began = time.Now()
+			ctx, cancel := context.WithTimeout(conn.ctx, 10*time.Second)
+			defer cancel()
+			_, err := c.hub.plane.Replay(ctx, subj, last+1,
+				func(firstAvailable uint64) error {
+					if gapSent || last+1 >= firstAvailable && firstAvailable != 0 {
 						return nil
 					}
-					avail = snapshot + 1
-				}
-				gapSent = true
-				g := frame.AppendReplayGap(nil, info, last+1, avail)
-				if err := conn.enqueueWait(Item{Frame: g}); err != nil {
-					return err
-				}
-				last = avail - 1
-				return nil
-			},
-			func(f []byte, seq uint64) error {
-				if snapshot != 0 && seq > snapshot {
-					return errStop
-				}
-				if seq > last+1 {
-					// Evicted from the middle (the total byte cap).
-					g := frame.AppendReplayGap(nil, info, last+1, seq)
-					if err := conn.enqueueWait(Item{Frame: g}); err != nil {
-						return err
+					avail := firstAvailable
+					if avail == 0 { // nothing retained
+						if snapshot == 0 || snapshot < last+1 {
+							return nil
+						}
+						avail = snapshot + 1
 					}
-				}
-				if err := conn.enqueueWait(Item{Frame: f, Stream: s, Seq: seq}); err != nil {
-					return err
-				}
-				last = seq
-				return nil
-			})
-		cancel()
+					gapSent = true
+					out = append(out, Item{Frame: frame.AppendReplayGap(nil, info, last+1, avail)})
+					last = avail - 1
+					return nil
+				},
+				func(f []byte, seq uint64) error {
+					if snapshot != 0 && seq > snapshot {
+						return errStop
+					}
+					if len(out) >= replayChunk {
+						return errChunk
+					}
+					if seq > last+1 {
+						// Evicted from the middle (the total byte cap).
+						out = append(out, Item{Frame: frame.AppendReplayGap(nil, info, last+1, seq)})
+					}
+					out = append(out, Item{Frame: f, Stream: s, Seq: seq})
+					last = seq
+					return nil
+				})
+			return err
+		})
+		// What was read goes out, whatever ended the read.
+		for _, it := range out {
+			if qerr := conn.enqueueWait(it); qerr != nil {
+				return last, qerr
+			}
+		}
+		clear(out)
+		if errors.Is(err, errChunk) {
+			continue
+		}
 		if err != nil && !errors.Is(err, errStop) {
 			if conn.ctx.Err() != nil {
 				return last, err
@@ -317,6 +339,18 @@ func (c *conv) replayStream(conn *Conn, subj string, info *frame.Stream, first, 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// readBack runs read, a read of JetStream, in one of the MaxReplaying
+// slots, waiting for one until ctx ends.
+func (h *Hub) readBack(ctx context.Context, read func() error) error {
+	select {
+	case h.replaying <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-h.replaying }()
+	return read()
 }
 
 // replayLeft replays a stream of the cursor that is no longer live, if it

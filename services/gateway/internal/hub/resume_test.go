@@ -29,6 +29,13 @@ func startHub(t *testing.T) (*Hub, *dataplane.Plane) {
 // startHubLog is startHub with the hub logging to log.
 func startHubLog(t *testing.T, log slog.Handler) (*Hub, *dataplane.Plane) {
 	t.Helper()
+	return startHubWith(t, log, Config{Gateway: "gw-test"})
+}
+
+// startHubWith is startHub with the hub logging to log and configured by
+// cfg.
+func startHubWith(t *testing.T, log slog.Handler, cfg Config) (*Hub, *dataplane.Plane) {
+	t.Helper()
 	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +50,7 @@ func startHubLog(t *testing.T, log slog.Handler) (*Hub, *dataplane.Plane) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Gateway: "gw-test"}, plane, ids.NewDeriver([]byte("test pepper, not a secret")), nil, slog.New(log))
+	h, err := New(cfg, plane, ids.NewDeriver([]byte("test pepper, not a secret")), nil, slog.New(log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,5 +167,76 @@ func TestResumeStreamAnnouncedAfterJoin(t *testing.T) {
 	}
 	if cur := conn.Cursor()[streamID]; cur != 10 {
 		t.Errorf("cursor %d after the replay, want 10", cur)
+	}
+}
+
+// Resumes share the MaxReplaying slots, and a replay longer than one read
+// (replayChunk events) holds its slot only while it reads, not while it
+// waits for its client: with one slot, a reader whose client takes
+// nothing does not stop another reader's resume.
+func TestReplaysShareSlots(t *testing.T) {
+	h, plane := startHubWith(t, slog.DiscardHandler, Config{Gateway: "gw-test", MaxReplaying: 1})
+	ctx := t.Context()
+	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
+	streamID := "str_0123456789abcdef0123456789"
+	subj, err := subject.Event(info.ID, streamID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire := frame.Stream{ID: streamID, Name: "w", Owner: "acc_01J00000000000000000"}
+	const n = 600
+	for seq := uint64(1); seq <= n; seq++ {
+		if err := plane.PublishEvent(subj, frame.AppendToken(nil, &wire, time.Now(), fmt.Sprintf("t%d", seq), seq), time.Time{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		last, err := plane.LastSeq(ctx, subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last == n {
+			break
+		}
+		time.Sleep(2 * time.Millisecond) // polling a visible condition; the test's deadline bounds it
+	}
+	key, _ := subject.PresenceKey(info.ID, streamID)
+	rec := presence.Record{StreamID: streamID, Name: wire.Name, Owner: wire.Owner, Metadata: "{}",
+		Gateway: "gw-other", Epoch: 1, State: presence.Live, LastSeq: n}
+	if _, err := presence.Put(ctx, plane.Presence, key, &rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	join := func() (*testSink, *Conn) {
+		t.Helper()
+		sink := newTestSink()
+		conn, err := h.Join(ctx, JoinRequest{
+			Conversation: info, Observer: true, Transport: "test",
+			Cursor: &connreq.Cursor{Positions: map[string]uint64{streamID: 0}, Order: []string{streamID}},
+		}, sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(1000, false) })
+		return sink, conn
+	}
+	// The first reader's replay fills its queue to half (where a replay
+	// waits for the client) and stops there: its client takes nothing.
+	slowSink, slow := join()
+	waitUntil(t, func() bool {
+		slow.qmu.Lock()
+		defer slow.qmu.Unlock()
+		return len(slow.q) >= slow.maxFrames/2
+	})
+	sink, conn := join()
+	for _, r := range []struct {
+		sink *testSink
+		conn *Conn
+	}{{sink, conn}, {slowSink, slow}} {
+		seqs := r.sink.tokens(t, r.conn, n)
+		for j, seq := range seqs {
+			if seq != uint64(j+1) {
+				t.Fatalf("token %d has seq %d", j, seq)
+			}
+		}
 	}
 }
