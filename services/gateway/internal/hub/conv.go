@@ -360,6 +360,9 @@ func (c *conv) hold(s *stream, f []byte, seq uint64, ingest int64) {
 // apply delivers an in-order event to the stream's readers; c.mu is held.
 func (c *conv) apply(s *stream, f []byte, seq uint64, ingest int64) {
 	s.info.LastSeq = seq
+	if c.hub.cfg.TailEvents > 0 {
+		s.tail.add(f, seq, time.Now().UnixNano(), c.hub.cfg.TailEvents)
+	}
 	s.echoed.Store(seq)
 	s.lastTick = c.tick
 	if frame.KindOf(f) == frame.KindMetadata {

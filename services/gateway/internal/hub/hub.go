@@ -116,6 +116,11 @@ type Config struct {
 	// at once queued every other request of the gateway (heartbeats,
 	// records) behind their lookups, until they timed out.
 	MaxReplaying int
+	// TailEvents is how many of each stream's newest events the gateway
+	// keeps in memory (sharing the frames its readers got), so that a
+	// resume that missed only those is served without reading JetStream;
+	// negative: none.
+	TailEvents int
 }
 
 // Quota counts live connections per account. Join acquires before checks
@@ -143,6 +148,7 @@ func (c *Config) defaults() {
 	set(&c.MaxObservers, 1000)
 	set(&c.MaxJoining, 4096)
 	set(&c.MaxReplaying, 64)
+	set(&c.TailEvents, 256)
 	setD(&c.Grace, 10*time.Second)
 	setD(&c.Heartbeat, 2*time.Second)
 	setD(&c.DeadAfter, 10*time.Second)

@@ -102,6 +102,9 @@ func (c *conv) planReplay(conn *Conn, s *stream, cursor *connreq.Cursor, ownLast
 	}
 	conn.base[s.info.ID] = first - 1
 	conn.qmu.Unlock()
+	if c.serveFromTail(conn, s, first, snapshot) {
+		return
+	}
 	if conn.replaying == nil {
 		conn.replaying = map[*stream]*replayBuf{}
 	}

@@ -36,6 +36,8 @@ type stream struct {
 	announced bool
 	readers   []*Conn // copy on write
 	held      []heldEvent
+	// tail holds the newest delivered events for resumes (Config.TailEvents).
+	tail      tail
 	repairing bool
 	// repairFails counts the repairs in a row that JetStream did not
 	// answer; each doubles the wait before the next (maxRepairBackoff).
