@@ -158,28 +158,29 @@ func Avalanche(ctx context.Context, env *Env, p AvalancheParams) error {
 
 	// The drop: every reader's connection at once, then a timed catch-up:
 	// each reader must surface its writer's tokens up to what was written
-	// at the drop.
-	targets := make([]int64, nconv)
-	for c, w := range writers {
-		targets[c] = w.Sent()
-	}
+	// when it joined again (what it missed, not only what came before the
+	// drop: a replay stuck behind NATS would otherwise go unseen).
 	var caught atomic.Int64
 	caughtAt := make([]time.Duration, len(readers))
+	targets := make([]int64, len(readers))
 	joins0 := make([]int64, len(readers))
 	for i, r := range readers {
 		joins0[i] = r.Joins.Load()
 	}
 	drop := time.Now()
 	for i, r := range readers {
-		c := i / perConv
+		w := writers[i/perConv]
 		r.mu.Lock()
 		r.watch = func(r *Reader) {
 			// Caught up counts on the new connection only.
 			if caughtAt[i] != 0 || r.Joins.Load() == joins0[i] {
 				return
 			}
+			if targets[i] == 0 {
+				targets[i] = max(w.Sent(), 1) // at the first look after the join
+			}
 			for _, st := range r.streams {
-				if st.tally.Cursor >= targets[c] {
+				if st.tally.Cursor >= targets[i] {
 					caughtAt[i] = time.Since(drop)
 					caught.Add(1)
 				}
@@ -270,7 +271,7 @@ func Avalanche(ctx context.Context, env *Env, p AvalancheParams) error {
 	t.Row("joins resumed:true", "–", fmt.Sprintf("%d of %d", resumed, p.Clients))
 	t.Row("lost / dup / order / app dup", "–", fmt.Sprintf("%d / %d / %d / %d", totals.Lost, totals.Dups, totals.OrderViolations, totals.AppDups))
 	t.Row("delivered", "–", fmt.Sprintf("%.3f%% of %s", totals.DeliveredPct(), thousands(totals.Expected)))
-	t.Note("times from the moment every connection was dropped; a reader is caught up when it surfaced its writer's tokens up to what was written at the drop.")
+	t.Note("times from the moment every connection was dropped; a reader is caught up when it surfaced its writer's tokens up to what was written when it joined again.")
 	t.Note("load average before: %s, after: %s", load, env.Load())
 	noteAnomalies(t, readers)
 	t.Print(env.Out)
