@@ -117,11 +117,15 @@ type Liveness struct {
 	deadAfter time.Duration
 	log       *slog.Logger
 
-	mu     sync.Mutex
-	seen   map[string]time.Time // gateway -> last heartbeat seen
-	gone   map[string]time.Time // gateway -> when it was found gone
-	loaded chan struct{}
-	onGone []func(gateway string, since time.Time)
+	mu   sync.Mutex
+	seen map[string]time.Time // gateway -> last heartbeat seen
+	// selfSeen is when this gateway's own newest heartbeat was stored, as
+	// its watch last showed it: the clock other gateways' silence is
+	// measured on (silence).
+	selfSeen time.Time
+	gone     map[string]time.Time // gateway -> when it was found gone
+	loaded   chan struct{}
+	onGone   []func(gateway string, since time.Time)
 }
 
 // NewLiveness returns a tracker for gateway self.
@@ -154,7 +158,23 @@ func (l *Liveness) Alive(gateway string) bool {
 		return false
 	}
 	t, ok := l.seen[gateway]
-	return ok && time.Since(t) < l.deadAfter
+	return ok && l.silence(t, time.Now()) < l.deadAfter
+}
+
+// silence is how long a gateway last heard at t has been silent; l.mu is
+// held. It is measured up to this gateway's own newest heartbeat seen in
+// the watch, not up to now: when NATS is overloaded or this gateway's
+// watch lags, its own heartbeats fall behind as much as the others', and
+// nobody is declared gone for a delay that is this gateway's own. (Left
+// to the wall clock, an overloaded NATS had every gateway declare the
+// others gone, which ended their streams and lost events.) Before its
+// first own heartbeat comes back, it is measured up to now.
+func (l *Liveness) silence(t, now time.Time) time.Duration {
+	ref := now
+	if !l.selfSeen.IsZero() {
+		ref = l.selfSeen
+	}
+	return ref.Sub(t)
 }
 
 // GoneSince reports whether a gateway is gone and since when: its sign-off,
@@ -179,7 +199,7 @@ func (l *Liveness) GoneSince(gateway string) (time.Time, bool) {
 		l.seen[gateway] = time.Now()
 		return time.Time{}, false
 	}
-	if time.Since(t) >= l.deadAfter {
+	if l.silence(t, time.Now()) >= l.deadAfter {
 		return t, true
 	}
 	return time.Time{}, false
@@ -242,6 +262,15 @@ func (l *Liveness) Run(ctx context.Context) error {
 func (l *Liveness) observe(e jetstream.KeyValueEntry) {
 	name := e.Key()
 	if name == l.self {
+		if e.Operation() == jetstream.KeyValuePut {
+			l.mu.Lock()
+			at := e.Created()
+			if now := time.Now(); at.After(now) {
+				at = now
+			}
+			l.selfSeen = at
+			l.mu.Unlock()
+		}
 		return
 	}
 	l.mu.Lock()
@@ -280,7 +309,7 @@ func (l *Liveness) sweep() {
 	l.mu.Lock()
 	var dead []string
 	for name, t := range l.seen {
-		if _, done := l.gone[name]; !done && now.Sub(t) >= l.deadAfter {
+		if _, done := l.gone[name]; !done && l.silence(t, now) >= l.deadAfter {
 			// Falls silent: gone since its last heartbeat.
 			dead = append(dead, name)
 		}
