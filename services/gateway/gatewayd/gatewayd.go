@@ -169,6 +169,7 @@ type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	nc      *nats.Conn
+	readNC  *nats.Conn // replays' reads (dataplane.Config.ReadConn)
 	conns   []*grpc.ClientConn
 	health  []healthpb.HealthClient
 	auth    *authcache.Cache
@@ -262,10 +263,30 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 
+	// Replays read retained events on a connection of their own: the
+	// server reads one connection's requests in order, and a storm of
+	// resumes would hold up heartbeats and record writes behind it.
+	g.readNC, err = nats.Connect(cfg.NATSURL, append([]nats.Option{
+		nats.Name("ams-gateway " + cfg.Name + " reads"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			log.Warn("nats async error (reads)", "err", err)
+		}),
+	}, cfg.NATSOptions...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats (reads): %w", err)
+	}
+	if err := waitConnected(ctx, g.readNC, natsStartWait, log); err != nil {
+		return nil, err
+	}
+
 	// Data plane and stream plane.
 	dcfg := cfg.Data
 	dcfg.Observer = g.metrics
 	dcfg.Dialer = dialer
+	dcfg.ReadConn = g.readNC
 	g.plane, err = dataplane.Open(ctx, g.nc, dcfg)
 	if err != nil {
 		return nil, fmt.Errorf("open data plane: %w", err)
@@ -492,6 +513,10 @@ func (g *Gateway) closeClients() {
 	if g.nc != nil {
 		_ = g.nc.Drain()
 		g.nc = nil
+	}
+	if g.readNC != nil {
+		g.readNC.Close()
+		g.readNC = nil
 	}
 	for _, c := range g.conns {
 		_ = c.Close()

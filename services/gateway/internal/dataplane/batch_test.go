@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
+	"github.com/amsrouter/ams/services/internal/natsserver"
 )
 
 // publishBatch publishes the events of seqs from..to of stream s as one
@@ -159,5 +162,37 @@ func TestReplaySearchLookups(t *testing.T) {
 				t.Errorf("%s from %d: %d lookups, want at most %d", s, from, k, bound)
 			}
 		}
+	}
+}
+
+// Replays can read on a connection of their own (Config.ReadConn), apart
+// from the one that publishes and keeps the records.
+func TestReplayOnReadConn(t *testing.T) {
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	conns := make([]*nats.Conn, 2)
+	for i := range conns {
+		if conns[i], err = nats.Connect("", srv.ConnectOption()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(conns[i].Close)
+	}
+	p, err := Open(t.Context(), conns[0], Config{Memory: true, ReadConn: conns[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := streamIDs(2)
+	publish(t, p, ss, 300)
+	before := conns[1].Stats().InMsgs
+	got, first := collect(t, p, ss[1], 120)
+	if first != 1 {
+		t.Fatalf("first available %d", first)
+	}
+	checkRange(t, got, 120, 300)
+	if conns[1].Stats().InMsgs == before {
+		t.Fatal("the replay read nothing on the read connection")
 	}
 }

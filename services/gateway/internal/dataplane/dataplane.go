@@ -76,6 +76,11 @@ type Config struct {
 	DedupeWindow time.Duration
 	// Observer, if not nil, is told of publish outcomes (metrics).
 	Observer PublishObserver
+	// ReadConn, if not nil, carries the reads of retained events (replay
+	// and gap repair) apart from the main connection: the server reads a
+	// connection's requests in order, so a storm of resumes on the main
+	// one held up the gateway's heartbeats and record writes behind it.
+	ReadConn *nats.Conn
 	// Dialer, if not nil, is the NATS connection's dialer: its count of
 	// connections tells publishers when a reconnect replaced the
 	// connection (ConnGen).
@@ -176,10 +181,14 @@ func (c *Config) defaults() {
 
 // Plane holds the JetStream handles.
 type Plane struct {
-	cfg      Config
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	events   jetstream.Stream
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	events jetstream.Stream
+	// reads is the events stream on rnc, the connection of replays (the
+	// main one unless Config.ReadConn).
+	reads    jetstream.Stream
+	rnc      *nats.Conn
 	dedupe   jetstream.Stream
 	Presence jetstream.KeyValue
 	Gateways jetstream.KeyValue
@@ -227,6 +236,17 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Plane, error) {
 		return nil, err
 	}
 	p.events, p.dedupe = h.events, h.dedupe
+	p.rnc, p.reads = nc, h.events
+	if cfg.ReadConn != nil {
+		rjs, err := jetstream.New(cfg.ReadConn)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream (reads): %w", err)
+		}
+		if p.reads, err = rjs.Stream(ctx, EventsStream); err != nil {
+			return nil, fmt.Errorf("events stream (reads): %w", err)
+		}
+		p.rnc = cfg.ReadConn
+	}
 	p.Presence, p.Gateways, p.Observers = h.presence, h.gateways, h.observers
 	return p, nil
 }
@@ -433,7 +453,7 @@ func (p *Plane) Flush(ctx context.Context) error {
 
 // LastSeq returns the seq of the newest retained event on subj, 0 if none.
 func (p *Plane) LastSeq(ctx context.Context, subj string) (uint64, error) {
-	m, err := p.events.GetLastMsgForSubject(ctx, subj)
+	m, err := p.reads.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
@@ -463,7 +483,7 @@ type event struct {
 // nextFrom returns the first retained event of subj at stream sequence
 // ≥ from, or ok=false if there is none.
 func (p *Plane) nextFrom(ctx context.Context, subj string, from uint64) (stored, bool, error) {
-	m, err := p.events.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subj))
+	m, err := p.reads.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subj))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return stored{}, false, nil
 	}
@@ -488,7 +508,7 @@ func (p *Plane) nextFrom(ctx context.Context, subj string, from uint64) (stored,
 // order, which lets a binary search over stream sequences find the start
 // in O(log n) lookups instead of scanning the subject.
 func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart func(firstAvailable uint64) error, fn func(f []byte, seq uint64) error) (firstAvailable uint64, err error) {
-	last, err := p.events.GetLastMsgForSubject(ctx, subj)
+	last, err := p.reads.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		if onStart != nil {
 			return 0, onStart(0)
@@ -671,16 +691,16 @@ func (p *Plane) batch(ctx context.Context, subj string, from, to uint64, fn func
 	api := "$JS.API.DIRECT.GET." + EventsStream
 	for from <= to {
 		req, _ := json.Marshal(directGetRequest{Seq: from, NextFor: subj, Batch: batchSize, MaxBytes: 8 << 20})
-		inbox := p.nc.NewRespInbox()
+		inbox := p.rnc.NewRespInbox()
 		// A channel the size of one batch and its end marker: a sync
 		// subscription would allocate nats.go's default of 65,536 slots
 		// (512 KiB) per batch, which an avalanche of resumes pays in GC.
 		ch := make(chan *nats.Msg, batchSize+2)
-		sub, err := p.nc.ChanSubscribe(inbox, ch)
+		sub, err := p.rnc.ChanSubscribe(inbox, ch)
 		if err != nil {
 			return err
 		}
-		if err := p.nc.PublishRequest(api, inbox, req); err != nil {
+		if err := p.rnc.PublishRequest(api, inbox, req); err != nil {
 			_ = sub.Unsubscribe()
 			return err
 		}
