@@ -13,7 +13,7 @@ import (
 	"github.com/amsrouter/ams/services/internal/natsserver"
 )
 
-func startPlane(t *testing.T, cfg Config) *Plane {
+func startPlane(t testing.TB, cfg Config) *Plane {
 	t.Helper()
 	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
 	if err != nil {
@@ -25,7 +25,7 @@ func startPlane(t *testing.T, cfg Config) *Plane {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	p, err := Open(t.Context(), nc, cfg)
+	p, err := Open(context.Background(), nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,17 +201,7 @@ func TestReplayReordered(t *testing.T) {
 }
 
 func BenchmarkReplay1000(b *testing.B) {
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Stop()
-	nc, _ := nats.Connect("", srv.ConnectOption())
-	defer nc.Close()
-	p, err := Open(context.Background(), nc, Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := startPlane(b, Config{})
 	ss := streamIDs(4)
 	for seq := uint64(1); seq <= 5000; seq++ {
 		for _, s := range ss {

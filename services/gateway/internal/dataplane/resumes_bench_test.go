@@ -7,28 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
-	"github.com/amsrouter/ams/services/internal/natsserver"
 )
 
 // BenchmarkResumeStorm replays the last 5 events of each of 556 streams
 // whose events are interleaved in a file-backed events stream, 64 at once
 // (the avalanche's shape on one gateway).
 func BenchmarkResumeStorm(b *testing.B) {
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Stop()
-	nc, _ := nats.Connect("", srv.ConnectOption())
-	defer nc.Close()
-	p, err := Open(context.Background(), nc, Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := startPlane(b, Config{})
 	ss := streamIDs(556)
 	const n = 30
 	for seq := uint64(1); seq <= n; seq++ {

@@ -10,12 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/amsrouter/ams/services/gateway/internal/admission"
-	"github.com/amsrouter/ams/services/gateway/internal/connreq"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
-	"github.com/amsrouter/ams/services/gateway/internal/presence"
-	"github.com/amsrouter/ams/services/gateway/internal/subject"
 	"github.com/amsrouter/ams/services/internal/ids"
 	"github.com/amsrouter/ams/services/internal/natsserver"
 )
@@ -120,52 +116,17 @@ func (s *testSink) tokens(t *testing.T, conn *Conn, want int) []uint64 {
 // position, not taken up at its announced last seq: spec 5.1, no gap.
 func TestResumeStreamAnnouncedAfterJoin(t *testing.T) {
 	h, plane := startHub(t)
-	ctx := t.Context()
-	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
-	streamID := "str_0123456789abcdef0123456789"
-	subj, err := subject.Event(info.ID, streamID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wire := frame.Stream{ID: streamID, Name: "w", Owner: "acc_01J00000000000000000"}
-	for seq := uint64(1); seq <= 10; seq++ {
-		f := frame.AppendToken(nil, &wire, time.Now(), fmt.Sprintf("t%d", seq), seq)
-		if err := plane.PublishEvent(subj, f, time.Time{}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for {
-		last, err := plane.LastSeq(ctx, subj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if last == 10 {
-			break
-		}
-		time.Sleep(2 * time.Millisecond) // polling a visible condition; the test's deadline bounds it
-	}
-
+	ts := newTestStream(t, h, plane)
+	ts.publish(1, 10)
+	ts.waitStored(10)
 	// The reader had seqs up to 4. No record of the stream exists yet.
-	sink := newTestSink()
-	conn, err := h.Join(ctx, JoinRequest{
-		Conversation: info, Observer: true, Transport: "test",
-		Cursor: &connreq.Cursor{Positions: map[string]uint64{streamID: 4}, Order: []string{streamID}},
-	}, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sink, conn := ts.observe(4)
 	// Now the record arrives: live, announced at last seq 10.
-	key, _ := subject.PresenceKey(info.ID, streamID)
-	rec := presence.Record{StreamID: streamID, Name: wire.Name, Owner: wire.Owner, Metadata: "{}",
-		Gateway: "gw-other", Epoch: 1, State: presence.Live, LastSeq: 10}
-	if _, err := presence.Put(ctx, plane.Presence, key, &rec, 0); err != nil {
-		t.Fatal(err)
-	}
-	got := sink.tokens(t, conn, 6)
-	if fmt.Sprint(got) != "[5 6 7 8 9 10]" {
+	ts.live(10)
+	if got := sink.tokens(t, conn, 6); fmt.Sprint(got) != "[5 6 7 8 9 10]" {
 		t.Fatalf("tokens %v, want 5 to 10", got)
 	}
-	if cur := conn.Cursor()[streamID]; cur != 10 {
+	if cur := conn.Cursor()[ts.id]; cur != 10 {
 		t.Errorf("cursor %d after the replay, want 10", cur)
 	}
 }
@@ -176,67 +137,20 @@ func TestResumeStreamAnnouncedAfterJoin(t *testing.T) {
 // nothing does not stop another reader's resume.
 func TestReplaysShareSlots(t *testing.T) {
 	h, plane := startHubWith(t, slog.DiscardHandler, Config{Gateway: "gw-test", MaxReplaying: 1})
-	ctx := t.Context()
-	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
-	streamID := "str_0123456789abcdef0123456789"
-	subj, err := subject.Event(info.ID, streamID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wire := frame.Stream{ID: streamID, Name: "w", Owner: "acc_01J00000000000000000"}
+	ts := newTestStream(t, h, plane)
 	const n = 600
-	for seq := uint64(1); seq <= n; seq++ {
-		if err := plane.PublishEvent(subj, frame.AppendToken(nil, &wire, time.Now(), fmt.Sprintf("t%d", seq), seq), time.Time{}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for {
-		last, err := plane.LastSeq(ctx, subj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if last == n {
-			break
-		}
-		time.Sleep(2 * time.Millisecond) // polling a visible condition; the test's deadline bounds it
-	}
-	key, _ := subject.PresenceKey(info.ID, streamID)
-	rec := presence.Record{StreamID: streamID, Name: wire.Name, Owner: wire.Owner, Metadata: "{}",
-		Gateway: "gw-other", Epoch: 1, State: presence.Live, LastSeq: n}
-	if _, err := presence.Put(ctx, plane.Presence, key, &rec, 0); err != nil {
-		t.Fatal(err)
-	}
-	join := func() (*testSink, *Conn) {
-		t.Helper()
-		sink := newTestSink()
-		conn, err := h.Join(ctx, JoinRequest{
-			Conversation: info, Observer: true, Transport: "test",
-			Cursor: &connreq.Cursor{Positions: map[string]uint64{streamID: 0}, Order: []string{streamID}},
-		}, sink)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(1000, false) })
-		return sink, conn
-	}
+	ts.publish(1, n)
+	ts.waitStored(n)
+	ts.live(n)
 	// The first reader's replay fills its queue to half (where a replay
 	// waits for the client) and stops there: its client takes nothing.
-	slowSink, slow := join()
+	slowSink, slow := ts.observe(0)
 	waitUntil(t, func() bool {
 		slow.qmu.Lock()
 		defer slow.qmu.Unlock()
 		return len(slow.q) >= slow.maxFrames/2
 	})
-	sink, conn := join()
-	for _, r := range []struct {
-		sink *testSink
-		conn *Conn
-	}{{sink, conn}, {slowSink, slow}} {
-		seqs := r.sink.tokens(t, r.conn, n)
-		for j, seq := range seqs {
-			if seq != uint64(j+1) {
-				t.Fatalf("token %d has seq %d", j, seq)
-			}
-		}
-	}
+	sink, conn := ts.observe(0)
+	wantRun(t, sink.tokens(t, conn, n), 1, n)
+	wantRun(t, slowSink.tokens(t, slow, n), 1, n)
 }

@@ -6,15 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/amsrouter/ams/services/gateway/internal/admission"
-	"github.com/amsrouter/ams/services/gateway/internal/connreq"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
-	"github.com/amsrouter/ams/services/gateway/internal/frame"
-	"github.com/amsrouter/ams/services/gateway/internal/presence"
-	"github.com/amsrouter/ams/services/gateway/internal/subject"
-	"github.com/amsrouter/ams/services/internal/ids"
 )
 
 func tailSeqs(t *tail, first uint64) []uint64 {
@@ -89,106 +81,23 @@ func TestTailWithinRetention(t *testing.T) {
 // events. One that missed more reads JetStream as before (spec 5.1).
 func TestResumeFromTail(t *testing.T) {
 	h, plane := startHubWith(t, slog.DiscardHandler, Config{Gateway: "gw-test", TailEvents: 64})
-	ctx := t.Context()
-	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
-	streamID := "str_0123456789abcdef0123456789"
-	subj, err := subject.Event(info.ID, streamID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wire := frame.Stream{ID: streamID, Name: "w", Owner: "acc_01J00000000000000000"}
-	publish := func(from, to uint64) {
-		t.Helper()
-		for seq := from; seq <= to; seq++ {
-			if err := plane.PublishEvent(subj, frame.AppendToken(nil, &wire, time.Now(), fmt.Sprintf("t%d", seq), seq), time.Time{}, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	ts := newTestStream(t, h, plane)
 	// A first reader makes the gateway serve the conversation and get
 	// the stream's events live.
-	first := newTestSink()
-	watcher, err := h.Join(ctx, JoinRequest{Conversation: info, Observer: true, Transport: "test"}, first)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watcher.Close(1000, false)
-	key, _ := subject.PresenceKey(info.ID, streamID)
-	rec := presence.Record{StreamID: streamID, Name: wire.Name, Owner: wire.Owner, Metadata: "{}",
-		Gateway: "gw-other", Epoch: 1, State: presence.Live, LastSeq: 0}
-	if _, err := presence.Put(ctx, plane.Presence, key, &rec, 0); err != nil {
-		t.Fatal(err)
-	}
-	h.mu.Lock()
-	c := h.convs[info.ID]
-	h.mu.Unlock()
-	waitUntil(t, func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		s := c.streams[streamID]
-		return s != nil && s.announced
-	})
-	publish(1, 100)
+	first, watcher := ts.observe(-1)
+	ts.live(0)
+	ts.announced()
+	ts.publish(1, 100)
 	first.tokens(t, watcher, 100)
-	for {
-		last, err := plane.LastSeq(ctx, subj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if last == 100 {
-			break
-		}
-		time.Sleep(2 * time.Millisecond) // polling a visible condition; the test's deadline bounds it
-	}
+	ts.waitStored(100)
 
-	js, err := jetstream.New(plane.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	setDirect := func(on bool) {
-		t.Helper()
-		st, err := js.Stream(ctx, dataplane.EventsStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := st.CachedInfo().Config
-		cfg.AllowDirect = on
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	resume := func(from uint64) (*testSink, *Conn) {
-		t.Helper()
-		sink := newTestSink()
-		conn, err := h.Join(ctx, JoinRequest{
-			Conversation: info, Observer: true, Transport: "test",
-			Cursor: &connreq.Cursor{Positions: map[string]uint64{streamID: from}, Order: []string{streamID}},
-		}, sink)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(1000, false) })
-		return sink, conn
-	}
-	want := func(got []uint64, from, to uint64) {
-		t.Helper()
-		if len(got) != int(to-from+1) || got[0] != from || got[len(got)-1] != to {
-			t.Fatalf("tokens %v, want %d to %d", got, from, to)
-		}
-		for i := 1; i < len(got); i++ {
-			if got[i] != got[i-1]+1 {
-				t.Fatalf("tokens %v, want %d to %d in order", got, from, to)
-			}
-		}
-	}
+	setDirect(t, plane, false)
+	sink, conn := ts.observe(60) // the tail holds 37 to 100
+	wantRun(t, sink.tokens(t, conn, 40), 61, 100)
+	ts.publish(101, 105)
+	wantRun(t, sink.tokens(t, conn, 5), 101, 105)
 
-	setDirect(false)
-	sink, conn := resume(60) // the tail holds 37 to 100
-	want(sink.tokens(t, conn, 40), 61, 100)
-	publish(101, 105)
-	want(sink.tokens(t, conn, 5), 101, 105)
-
-	setDirect(true)
-	sink, conn = resume(10) // older than the tail: JetStream
-	want(sink.tokens(t, conn, 95), 11, 105)
+	setDirect(t, plane, true)
+	sink, conn = ts.observe(10) // older than the tail: JetStream
+	wantRun(t, sink.tokens(t, conn, 95), 11, 105)
 }
