@@ -361,7 +361,7 @@ func (c *conv) hold(s *stream, f []byte, seq uint64, ingest int64) {
 func (c *conv) apply(s *stream, f []byte, seq uint64, ingest int64) {
 	s.info.LastSeq = seq
 	if c.hub.cfg.TailEvents > 0 {
-		s.tail.add(f, seq, time.Now().UnixNano(), c.hub.cfg.TailEvents)
+		s.tail.add(f, seq, time.Now().UnixNano(), c.hub.cfg.TailEvents, c.hub.cfg.TailBytes)
 	}
 	s.echoed.Store(seq)
 	s.lastTick = c.tick

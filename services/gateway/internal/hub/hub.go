@@ -121,6 +121,10 @@ type Config struct {
 	// resume that missed only those is served without reading JetStream;
 	// negative: none.
 	TailEvents int
+	// TailBytes bounds the frames a stream's tail keeps, in bytes: with
+	// tokens of up to 1 MiB, 256 of them would hold 256 MiB per stream on
+	// every gateway that serves its conversation.
+	TailBytes int
 }
 
 // Quota counts live connections per account. Join acquires before checks
@@ -149,6 +153,7 @@ func (c *Config) defaults() {
 	set(&c.MaxJoining, 4096)
 	set(&c.MaxReplaying, 64)
 	set(&c.TailEvents, 256)
+	set(&c.TailBytes, 256<<10)
 	setD(&c.Grace, 10*time.Second)
 	setD(&c.Heartbeat, 2*time.Second)
 	setD(&c.DeadAfter, 10*time.Second)

@@ -13,34 +13,45 @@ import (
 // the server's time, and readers waited that long for the events they
 // had missed. Guarded by conv.mu.
 type tail struct {
-	ev   []heldEvent // a ring of len cap, allocated on the first event
-	head int         // index of the oldest
-	n    int
-	last uint64 // seq of the newest, when n > 0
+	ev    []heldEvent // a ring of len cap, allocated on the first event
+	head  int         // index of the oldest
+	n     int
+	last  uint64 // seq of the newest, when n > 0
+	bytes int    // the frames' bytes
 }
 
 // add records the event delivered after the newest, delivered at at
-// (Unix ns); any other seq (a skipped gap) starts the tail afresh, so it
-// is always contiguous.
-func (t *tail) add(f []byte, seq uint64, at int64, capacity int) {
+// (Unix ns), keeping at most capacity events of at most maxBytes in all
+// (oldest out first); any other seq (a skipped gap), or a frame larger
+// than maxBytes, starts the tail afresh, so it is always contiguous.
+func (t *tail) add(f []byte, seq uint64, at int64, capacity, maxBytes int) {
 	if capacity <= 0 {
 		return
 	}
-	if t.n > 0 && seq != t.last+1 {
-		clear(t.ev)
-		t.head, t.n = 0, 0
+	if t.n > 0 && seq != t.last+1 || len(f) > maxBytes {
+		t.reset()
+		if len(f) > maxBytes {
+			return
+		}
 	}
 	if t.ev == nil {
 		t.ev = make([]heldEvent, capacity)
 	}
-	if t.n == len(t.ev) {
-		t.ev[t.head] = heldEvent{frame: f, seq: seq, ingest: at}
+	for t.n > 0 && (t.n == len(t.ev) || t.bytes+len(f) > maxBytes) {
+		t.bytes -= len(t.ev[t.head].frame)
+		t.ev[t.head] = heldEvent{}
 		t.head = (t.head + 1) % len(t.ev)
-	} else {
-		t.ev[(t.head+t.n)%len(t.ev)] = heldEvent{frame: f, seq: seq, ingest: at}
-		t.n++
+		t.n--
 	}
+	t.ev[(t.head+t.n)%len(t.ev)] = heldEvent{frame: f, seq: seq, ingest: at}
+	t.n++
+	t.bytes += len(f)
 	t.last = seq
+}
+
+func (t *tail) reset() {
+	clear(t.ev)
+	t.head, t.n, t.bytes = 0, 0, 0
 }
 
 // holds reports whether the tail has every event from first to last, and

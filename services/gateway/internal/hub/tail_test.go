@@ -21,7 +21,7 @@ func TestTailRing(t *testing.T) {
 		t.Fatal("an empty tail holds 1")
 	}
 	for seq := uint64(1); seq <= 10; seq++ {
-		tl.add([]byte{byte(seq)}, seq, int64(seq), 4)
+		tl.add([]byte{byte(seq)}, seq, int64(seq), 4, 1<<10)
 	}
 	if !tl.holds(7, 10) || tl.holds(6, 10) || tl.holds(7, 9) || tl.holds(11, 10) {
 		t.Fatal("holds is wrong after wrapping")
@@ -36,15 +36,32 @@ func TestTailRing(t *testing.T) {
 		t.Fatalf("delivery times %d, %d", tl.at(7), tl.at(10))
 	}
 	// A skipped gap starts the tail afresh: it never spans one.
-	tl.add([]byte{20}, 20, 20, 4)
+	tl.add([]byte{20}, 20, 20, 4, 1<<10)
 	if tl.holds(10, 20) || !tl.holds(20, 20) {
 		t.Fatal("the tail spans a gap")
 	}
 	if got := fmt.Sprint(tailSeqs(&tl, 20)); got != "[20]" {
 		t.Fatalf("after the gap: %s", got)
 	}
+	// A byte bound: the oldest go out first; a frame over it empties the
+	// tail.
+	var small tail
+	for seq := uint64(1); seq <= 5; seq++ {
+		small.add(make([]byte, 40), seq, 0, 8, 100)
+	}
+	if got := fmt.Sprint(tailSeqs(&small, 4)); got != "[4 5]" || small.holds(3, 5) || small.bytes != 80 {
+		t.Fatalf("with 100 bytes of 40-byte frames: %s, %d bytes", got, small.bytes)
+	}
+	small.add(make([]byte, 101), 6, 0, 8, 100)
+	if small.holds(6, 6) || small.n != 0 || small.bytes != 0 {
+		t.Fatal("a frame over the byte bound was kept")
+	}
+	small.add(make([]byte, 10), 7, 0, 8, 100)
+	if !small.holds(7, 7) {
+		t.Fatal("the tail did not start again after an oversized frame")
+	}
 	var off tail
-	off.add([]byte{1}, 1, 1, -1)
+	off.add([]byte{1}, 1, 1, -1, 1<<10)
 	if off.holds(1, 1) || off.ev != nil {
 		t.Fatal("a disabled tail kept an event")
 	}
