@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,13 +226,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	// reconnect buffer is off so that nothing written while NATS is away
 	// overtakes that resend (the hub holds such events itself).
 	dialer := &dataplane.Dialer{}
+	// Both connections of the gateway reconnect forever, every 250 ms.
+	reconnect := []nats.Option{
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+	}
 	opts := append([]nats.Option{
 		nats.Name("ams-gateway " + cfg.Name),
 		nats.SetCustomDialer(dialer),
 		nats.ReconnectBufSize(-1),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.RetryOnFailedConnect(true),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
@@ -251,7 +255,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 			default:
 			}
 		}),
-	}, cfg.NATSOptions...)
+	}, slices.Concat(reconnect, cfg.NATSOptions)...)
 	g.nc, err = nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats: %w", err)
@@ -268,13 +272,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	// resumes would hold up heartbeats and record writes behind it.
 	g.readNC, err = nats.Connect(cfg.NATSURL, append([]nats.Option{
 		nats.Name("ams-gateway " + cfg.Name + " reads"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.RetryOnFailedConnect(true),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Warn("nats async error (reads)", "err", err)
 		}),
-	}, cfg.NATSOptions...)...)
+	}, slices.Concat(reconnect, cfg.NATSOptions)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats (reads): %w", err)
 	}

@@ -505,8 +505,8 @@ func (p *Plane) nextFrom(ctx context.Context, subj string, from uint64) (stored,
 // batch of events; JetStream bounds the messages of a subject, the spec
 // bounds its events (max_events), so only the newest MaxEvents seqs count
 // as retained. Messages of one subject carry increasing seqs in stream
-// order, which lets a binary search over stream sequences find the start
-// in O(log n) lookups instead of scanning the subject.
+// order, which lets a search over stream sequences find the start in a
+// few lookups instead of scanning the subject (interpolate).
 func (p *Plane) Replay(ctx context.Context, subj string, from uint64, onStart func(firstAvailable uint64) error, fn func(f []byte, seq uint64) error) (firstAvailable uint64, err error) {
 	last, err := p.reads.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {

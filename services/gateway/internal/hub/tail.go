@@ -13,11 +13,18 @@ import (
 // the server's time, and readers waited that long for the events they
 // had missed. Guarded by conv.mu.
 type tail struct {
-	ev    []heldEvent // a ring of len cap, allocated on the first event
+	ev    []tailEvent // a ring of len cap, allocated on the first event
 	head  int         // index of the oldest
 	n     int
 	last  uint64 // seq of the newest, when n > 0
 	bytes int    // the frames' bytes
+}
+
+// tailEvent is one event of a tail and when it was delivered (Unix ns).
+type tailEvent struct {
+	frame []byte
+	seq   uint64
+	at    int64
 }
 
 // add records the event delivered after the newest, delivered at at
@@ -35,15 +42,15 @@ func (t *tail) add(f []byte, seq uint64, at int64, capacity, maxBytes int) {
 		}
 	}
 	if t.ev == nil {
-		t.ev = make([]heldEvent, capacity)
+		t.ev = make([]tailEvent, capacity)
 	}
 	for t.n > 0 && (t.n == len(t.ev) || t.bytes+len(f) > maxBytes) {
 		t.bytes -= len(t.ev[t.head].frame)
-		t.ev[t.head] = heldEvent{}
+		t.ev[t.head] = tailEvent{}
 		t.head = (t.head + 1) % len(t.ev)
 		t.n--
 	}
-	t.ev[(t.head+t.n)%len(t.ev)] = heldEvent{frame: f, seq: seq, ingest: at}
+	t.ev[(t.head+t.n)%len(t.ev)] = tailEvent{frame: f, seq: seq, at: at}
 	t.n++
 	t.bytes += len(f)
 	t.last = seq
@@ -72,7 +79,7 @@ func (t *tail) each(first uint64, fn func(f []byte, seq uint64)) {
 
 // at is when the event of seq (which the tail holds) was delivered.
 func (t *tail) at(seq uint64) int64 {
-	return t.ev[(t.head+t.n-1-int(t.last-seq))%len(t.ev)].ingest
+	return t.ev[(t.head+t.n-1-int(t.last-seq))%len(t.ev)].at
 }
 
 // Retention margins of a replay from the tail: it serves only events that

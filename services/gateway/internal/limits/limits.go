@@ -40,7 +40,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -396,11 +395,7 @@ func (l *Limits) Control(remote, cred string) error {
 // ClientKey is the rate-limit key of a remote address: its IP, or for
 // IPv6 its /64 (one host usually holds a whole /64).
 func ClientKey(remote string) string {
-	host := remote
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		host = h
-	}
-	host = strings.TrimPrefix(strings.TrimSuffix(host, "]"), "[")
+	host := hostOf(remote)
 	ip := net.ParseIP(host)
 	if ip == nil {
 		return host

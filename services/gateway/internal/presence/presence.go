@@ -264,11 +264,7 @@ func (l *Liveness) observe(e jetstream.KeyValueEntry) {
 	if name == l.self {
 		if e.Operation() == jetstream.KeyValuePut {
 			l.mu.Lock()
-			at := e.Created()
-			if now := time.Now(); at.After(now) {
-				at = now
-			}
-			l.selfSeen = at
+			l.selfSeen = storedAt(e)
 			l.mu.Unlock()
 		}
 		return
@@ -276,17 +272,23 @@ func (l *Liveness) observe(e jetstream.KeyValueEntry) {
 	l.mu.Lock()
 	switch e.Operation() {
 	case jetstream.KeyValuePut:
-		at := e.Created()
-		if now := time.Now(); at.After(now) {
-			at = now
-		}
-		l.seen[name] = at
+		l.seen[name] = storedAt(e)
 		delete(l.gone, name)
 		l.mu.Unlock()
 	default:
 		// Signed off: gone from now; its streams get their full grace.
 		l.markGone(name, time.Now())
 	}
+}
+
+// storedAt is when the server stored a heartbeat, no later than now (a
+// clock ahead of this gateway's would otherwise keep it alive longer).
+func storedAt(e jetstream.KeyValueEntry) time.Time {
+	at, now := e.Created(), time.Now()
+	if at.After(now) {
+		return now
+	}
+	return at
 }
 
 // markGone runs the callbacks for a newly gone gateway; l.mu is held and
