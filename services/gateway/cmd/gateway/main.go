@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Int(&cfg.Hub.MaxReplaying, "max-replaying", 64, "resume replays and gap repairs reading JetStream at once (more wait their turn)")
 	fs.Int(&cfg.Hub.TailEvents, "resume-tail", 256, "newest events of each stream kept in memory, so that resumes that missed only those do not read JetStream (negative: none)")
 	fs.Int(&cfg.Hub.TailBytes, "resume-tail-bytes", 256<<10, "bytes of frames each stream's in-memory tail keeps at most")
+	fs.Int64(&cfg.Hub.TailTotalBytes, "resume-tail-total", 64<<20, "bytes of frames all streams' in-memory tails keep at most together (a stream that finds them full keeps none)")
 	fs.Int(&cfg.Hub.QueueFrames, "queue-frames", 1024, "outbound queue bound per connection, in frames")
 	fs.Int(&cfg.Hub.QueueBytes, "queue-bytes", 8<<20, "outbound queue bound per connection, in bytes")
 	fs.Int(&cfg.SendBuffer, "send-buffer", 0, "kernel send buffer per client connection in bytes (0: the kernel sizes it)")

@@ -244,6 +244,7 @@ func (c *conv) stop() {
 	c.mu.Lock()
 	c.stopped = true
 	for _, s := range c.streams {
+		s.tail.close(&c.hub.tails)
 		if s.leaveTimer != nil {
 			s.leaveTimer.Stop()
 		}
@@ -360,8 +361,8 @@ func (c *conv) hold(s *stream, f []byte, seq uint64, ingest int64) {
 // apply delivers an in-order event to the stream's readers; c.mu is held.
 func (c *conv) apply(s *stream, f []byte, seq uint64, ingest int64) {
 	s.info.LastSeq = seq
-	if c.hub.cfg.TailEvents > 0 {
-		s.tail.add(f, seq, time.Now().UnixNano(), c.hub.cfg.TailEvents, c.hub.cfg.TailBytes)
+	if c.hub.tails.events > 0 {
+		s.tail.add(f, seq, time.Now().UnixNano(), &c.hub.tails)
 	}
 	s.echoed.Store(seq)
 	s.lastTick = c.tick
@@ -594,6 +595,9 @@ func (c *conv) checkTails(ctx context.Context) {
 	tick := c.tick
 	var quiet []*stream
 	for _, s := range c.streams {
+		if s.tail.ev != nil && c.tick-s.lastTick >= c.hub.tailQuietTicks {
+			s.tail.free(&c.hub.tails)
+		}
 		if s.announced && s.checkedTick < s.lastTick && c.tick-s.lastTick >= 2 {
 			s.checkedTick = c.tick
 			quiet = append(quiet, s)
@@ -686,6 +690,7 @@ func (c *conv) finishLeave(s *stream) {
 		s.orphan = nil
 	}
 	s.held = nil
+	s.tail.close(&c.hub.tails)
 	f := frame.AppendStreamLeft(nil, &s.info)
 	for conn := range c.conns {
 		if conn.own == s {

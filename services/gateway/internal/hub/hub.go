@@ -125,6 +125,14 @@ type Config struct {
 	// tokens of up to 1 MiB, 256 of them would hold 256 MiB per stream on
 	// every gateway that serves its conversation.
 	TailBytes int
+	// TailTotalBytes bounds the frames of every tail of the gateway
+	// together; a stream that finds it full keeps no tail until room is
+	// freed (its resumes read JetStream).
+	TailTotalBytes int64
+	// TailQuiet is how long a stream may be quiet before its tail is
+	// freed: resumes are mostly seconds behind, and a quiet stream's tail
+	// would hold room of TailTotalBytes from streams that are busy.
+	TailQuiet time.Duration
 }
 
 // Quota counts live connections per account. Join acquires before checks
@@ -154,6 +162,10 @@ func (c *Config) defaults() {
 	set(&c.MaxReplaying, 64)
 	set(&c.TailEvents, 256)
 	set(&c.TailBytes, 256<<10)
+	if c.TailTotalBytes == 0 {
+		c.TailTotalBytes = 64 << 20
+	}
+	setD(&c.TailQuiet, time.Minute)
 	setD(&c.Grace, 10*time.Second)
 	setD(&c.Heartbeat, 2*time.Second)
 	setD(&c.DeadAfter, 10*time.Second)
@@ -189,6 +201,10 @@ type Hub struct {
 	// stalled is the bytes of events held for resend while NATS is away,
 	// over every stream (bounded by maxStalled).
 	stalled atomic.Int64
+	// tails bounds the streams' in-memory tails (Config.TailEvents).
+	tails tailBudget
+	// tailQuietTicks is Config.TailQuiet in ticks of tailTick.
+	tailQuietTicks uint64
 }
 
 // New returns a hub over the data plane. Run must be called to serve.
@@ -202,8 +218,11 @@ func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Me
 		convs: map[string]*conv{}, tracer: cfg.Tracing.Tracer("github.com/amsrouter/ams/services/gateway/internal/hub"),
 		joining: make(chan struct{}, cfg.MaxJoining), replaying: make(chan struct{}, cfg.MaxReplaying),
 	}
+	h.tails.events, h.tails.bytes, h.tails.total = cfg.TailEvents, cfg.TailBytes, cfg.TailTotalBytes
+	h.tailQuietTicks = uint64(max(cfg.TailQuiet/tailTick, 1))
 	if m != nil {
 		m.SetQueuedBytes(h.QueuedBytes)
+		m.SetTailBytes(h.tails.used.Load)
 	}
 	h.live = presence.NewLiveness(plane.Gateways, cfg.Gateway, cfg.Heartbeat, cfg.DeadAfter, log)
 	h.live.OnGone(h.gatewayGone)

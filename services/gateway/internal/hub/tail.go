@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
@@ -13,11 +14,13 @@ import (
 // the server's time, and readers waited that long for the events they
 // had missed. Guarded by conv.mu.
 type tail struct {
-	ev    []tailEvent // a ring of len cap, allocated on the first event
+	ev    []tailEvent // a ring of len events, allocated on the first event
 	head  int         // index of the oldest
 	n     int
 	last  uint64 // seq of the newest, when n > 0
 	bytes int    // the frames' bytes
+	// closed: the stream is gone; the tail takes no more events.
+	closed bool
 }
 
 // tailEvent is one event of a tail and when it was delivered (Unix ns).
@@ -27,38 +30,81 @@ type tailEvent struct {
 	at    int64
 }
 
+// tailBudget bounds the tails of one gateway: the events and bytes of
+// each, and the bytes of all of them together, which the tails of every
+// conversation share (used is atomic, each tail is under its own lock).
+// It counts the frames: an event that came in a batch shares the batch's
+// message, so a tail also keeps alive the rest of the batch of its oldest
+// event (at most maxBatchBytes and a frame).
+type tailBudget struct {
+	events, bytes int
+	total         int64
+	used          atomic.Int64
+}
+
 // add records the event delivered after the newest, delivered at at
-// (Unix ns), keeping at most capacity events of at most maxBytes in all
-// (oldest out first); any other seq (a skipped gap), or a frame larger
-// than maxBytes, starts the tail afresh, so it is always contiguous.
-func (t *tail) add(f []byte, seq uint64, at int64, capacity, maxBytes int) {
-	if capacity <= 0 {
+// (Unix ns), within b: the oldest events go out first to make room, and
+// when the gateway's total is taken by other tails the event is not kept
+// (the tail empties). Any other seq (a skipped gap), or a frame larger
+// than a tail may hold, starts the tail afresh, so it is always
+// contiguous.
+func (t *tail) add(f []byte, seq uint64, at int64, b *tailBudget) {
+	if b.events <= 0 || t.closed {
 		return
 	}
-	if t.n > 0 && seq != t.last+1 || len(f) > maxBytes {
-		t.reset()
-		if len(f) > maxBytes {
+	size := len(f)
+	if t.n > 0 && seq != t.last+1 || size > b.bytes {
+		t.reset(b)
+		if size > b.bytes {
 			return
 		}
 	}
-	if t.ev == nil {
-		t.ev = make([]tailEvent, capacity)
+	for t.n > 0 && (t.n == len(t.ev) || t.bytes+size > b.bytes || b.used.Load()+int64(size) > b.total) {
+		t.dropOldest(b)
 	}
-	for t.n > 0 && (t.n == len(t.ev) || t.bytes+len(f) > maxBytes) {
-		t.bytes -= len(t.ev[t.head].frame)
-		t.ev[t.head] = tailEvent{}
-		t.head = (t.head + 1) % len(t.ev)
-		t.n--
+	if b.used.Add(int64(size)) > b.total {
+		// Other tails hold the gateway's room: this one stays empty
+		// until some is freed.
+		b.used.Add(-int64(size))
+		t.reset(b)
+		return
+	}
+	if t.ev == nil {
+		t.ev = make([]tailEvent, b.events)
 	}
 	t.ev[(t.head+t.n)%len(t.ev)] = tailEvent{frame: f, seq: seq, at: at}
 	t.n++
-	t.bytes += len(f)
+	t.bytes += size
 	t.last = seq
 }
 
-func (t *tail) reset() {
+func (t *tail) dropOldest(b *tailBudget) {
+	size := len(t.ev[t.head].frame)
+	t.bytes -= size
+	b.used.Add(-int64(size))
+	t.ev[t.head] = tailEvent{}
+	t.head = (t.head + 1) % len(t.ev)
+	t.n--
+}
+
+// reset empties the tail and gives its bytes back to b.
+func (t *tail) reset(b *tailBudget) {
+	b.used.Add(-int64(t.bytes))
 	clear(t.ev)
 	t.head, t.n, t.bytes = 0, 0, 0
+}
+
+// free empties the tail and lets go of its ring too (a quiet stream's
+// tail holds nothing until its next event).
+func (t *tail) free(b *tailBudget) {
+	t.reset(b)
+	t.ev = nil
+}
+
+// close frees the tail for good: its stream is gone from the gateway.
+func (t *tail) close(b *tailBudget) {
+	t.free(b)
+	t.closed = true
 }
 
 // holds reports whether the tail has every event from first to last, and

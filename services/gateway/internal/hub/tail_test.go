@@ -15,13 +15,18 @@ func tailSeqs(t *tail, first uint64) []uint64 {
 	return out
 }
 
+func budget(events, bytes int) *tailBudget {
+	return &tailBudget{events: events, bytes: bytes, total: 1 << 30}
+}
+
 func TestTailRing(t *testing.T) {
+	b4 := budget(4, 1<<10)
 	var tl tail
 	if tl.holds(1, 1) {
 		t.Fatal("an empty tail holds 1")
 	}
 	for seq := uint64(1); seq <= 10; seq++ {
-		tl.add([]byte{byte(seq)}, seq, int64(seq), 4, 1<<10)
+		tl.add([]byte{byte(seq)}, seq, int64(seq), b4)
 	}
 	if !tl.holds(7, 10) || tl.holds(6, 10) || tl.holds(7, 9) || tl.holds(11, 10) {
 		t.Fatal("holds is wrong after wrapping")
@@ -36,7 +41,7 @@ func TestTailRing(t *testing.T) {
 		t.Fatalf("delivery times %d, %d", tl.at(7), tl.at(10))
 	}
 	// A skipped gap starts the tail afresh: it never spans one.
-	tl.add([]byte{20}, 20, 20, 4, 1<<10)
+	tl.add([]byte{20}, 20, 20, b4)
 	if tl.holds(10, 20) || !tl.holds(20, 20) {
 		t.Fatal("the tail spans a gap")
 	}
@@ -45,25 +50,70 @@ func TestTailRing(t *testing.T) {
 	}
 	// A byte bound: the oldest go out first; a frame over it empties the
 	// tail.
+	b100 := budget(8, 100)
 	var small tail
 	for seq := uint64(1); seq <= 5; seq++ {
-		small.add(make([]byte, 40), seq, 0, 8, 100)
+		small.add(make([]byte, 40), seq, 0, b100)
 	}
 	if got := fmt.Sprint(tailSeqs(&small, 4)); got != "[4 5]" || small.holds(3, 5) || small.bytes != 80 {
 		t.Fatalf("with 100 bytes of 40-byte frames: %s, %d bytes", got, small.bytes)
 	}
-	small.add(make([]byte, 101), 6, 0, 8, 100)
+	small.add(make([]byte, 101), 6, 0, b100)
 	if small.holds(6, 6) || small.n != 0 || small.bytes != 0 {
 		t.Fatal("a frame over the byte bound was kept")
 	}
-	small.add(make([]byte, 10), 7, 0, 8, 100)
+	small.add(make([]byte, 10), 7, 0, b100)
 	if !small.holds(7, 7) {
 		t.Fatal("the tail did not start again after an oversized frame")
 	}
 	var off tail
-	off.add([]byte{1}, 1, 1, -1, 1<<10)
+	off.add([]byte{1}, 1, 1, budget(-1, 1<<10))
 	if off.holds(1, 1) || off.ev != nil {
 		t.Fatal("a disabled tail kept an event")
+	}
+	if used := b100.used.Load(); used != int64(small.bytes) {
+		t.Fatalf("the budget counts %d bytes, the tail holds %d", used, small.bytes)
+	}
+}
+
+// The tails of a gateway share one total: a stream that finds it taken
+// keeps no tail (its resumes read JetStream) until another frees room,
+// and a tail that goes gives its bytes back.
+func TestTailTotal(t *testing.T) {
+	b := &tailBudget{events: 8, bytes: 100, total: 150}
+	var a, c tail
+	for seq := uint64(1); seq <= 2; seq++ {
+		a.add(make([]byte, 50), seq, 0, b)
+	}
+	c.add(make([]byte, 50), 1, 0, b)
+	if !a.holds(1, 2) || !c.holds(1, 1) || b.used.Load() != 150 {
+		t.Fatalf("within the total: %v %v, %d used", a.holds(1, 2), c.holds(1, 1), b.used.Load())
+	}
+	// c's next event makes room from c's own oldest, not from a.
+	c.add(make([]byte, 50), 2, 0, b)
+	if !c.holds(2, 2) || c.holds(1, 2) || !a.holds(1, 2) || b.used.Load() != 150 {
+		t.Fatalf("at the total: a %v, c %v, %d used", tailSeqs(&a, 1), tailSeqs(&c, 2), b.used.Load())
+	}
+	// A third tail finds no room: it keeps nothing and takes nothing.
+	var d tail
+	d.add(make([]byte, 10), 1, 0, b)
+	if d.holds(1, 1) || d.n != 0 || b.used.Load() != 150 {
+		t.Fatalf("over the total: d holds %v, %d used", tailSeqs(&d, 1), b.used.Load())
+	}
+	// a's stream goes: its room is free for d's next event.
+	a.close(b)
+	a.add(make([]byte, 10), 3, 0, b)
+	if a.n != 0 || b.used.Load() != 50 {
+		t.Fatalf("a closed tail took an event, or kept its bytes: %d used", b.used.Load())
+	}
+	d.add(make([]byte, 10), 2, 0, b)
+	if !d.holds(2, 2) || b.used.Load() != 60 {
+		t.Fatalf("after a went: d %v, %d used", tailSeqs(&d, 2), b.used.Load())
+	}
+	c.free(b)
+	d.free(b)
+	if b.used.Load() != 0 || c.ev != nil {
+		t.Fatalf("freed tails still count %d bytes", b.used.Load())
 	}
 }
 
@@ -117,4 +167,43 @@ func TestResumeFromTail(t *testing.T) {
 	setDirect(t, plane, true)
 	sink, conn = ts.observe(10) // older than the tail: JetStream
 	wantRun(t, sink.tokens(t, conn, 95), 11, 105)
+}
+
+// A quiet stream's tail is freed after Config.TailQuiet, and every tail
+// of a conversation the gateway no longer serves gives its bytes back to
+// the gateway's total.
+func TestTailFreed(t *testing.T) {
+	h, plane := startHubWith(t, slog.DiscardHandler, Config{Gateway: "gw-test", TailQuiet: 500 * time.Millisecond})
+	ts := newTestStream(t, h, plane)
+	sink, conn := ts.observe(-1)
+	ts.live(0)
+	c := ts.announced()
+	tailOf := func() (*tail, int64) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return &c.streams[ts.id].tail, h.tails.used.Load()
+	}
+	ts.publish(1, 10)
+	sink.tokens(t, conn, 10)
+	if tl, used := tailOf(); used == 0 || used != int64(tl.bytes) || tl.n != 10 {
+		t.Fatalf("after 10 events: %d used, the tail holds %d events", used, tl.n)
+	}
+	waitUntil(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.streams[ts.id].tail.ev == nil && h.tails.used.Load() == 0
+	})
+	ts.publish(11, 12)
+	sink.tokens(t, conn, 2)
+	tl, used := tailOf()
+	if used == 0 || tl.n != 2 {
+		t.Fatalf("after the quiet tail was freed: %d used, %d events", used, tl.n)
+	}
+	conn.Close(1000, false)
+	c.mu.Lock()
+	closed := tl.closed // the conversation stopped on the last close
+	c.mu.Unlock()
+	if !closed || h.tails.used.Load() != 0 {
+		t.Fatalf("after the conversation stopped: tail closed %v, %d bytes used", closed, h.tails.used.Load())
+	}
 }

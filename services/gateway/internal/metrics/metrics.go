@@ -48,8 +48,11 @@ type Metrics struct {
 	// queuedBytes reads the sum of every connection's outbound queue
 	// (ams_outbound_queue_bytes) at scrape time.
 	queuedBytes atomic.Pointer[func() int64]
-	framesIn    map[string]prometheus.Counter
-	framesOut   [len(frameTypes)]prometheus.Counter
+	// tailBytes reads the bytes of the streams' in-memory tails
+	// (ams_resume_tail_bytes) at scrape time.
+	tailBytes atomic.Pointer[func() int64]
+	framesIn  map[string]prometheus.Counter
+	framesOut [len(frameTypes)]prometheus.Counter
 }
 
 // frameTypes are the server frame types of spec 4.3 (and 5.1, 5.2), the
@@ -131,12 +134,10 @@ func New() *Metrics {
 		m.DeliveryLatency, m.QueueOverflows, m.ResumesStarted, m.ResumesEnded, m.PublishErrors, m.EventsResent, m.PublishAck, m.PresenceLag,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ams_outbound_queue_bytes", Help: "Bytes of frames queued for readers and not yet written, over every connection.",
-		}, func() float64 {
-			if fn := m.queuedBytes.Load(); fn != nil {
-				return float64((*fn)())
-			}
-			return 0
-		}),
+		}, read(&m.queuedBytes)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ams_resume_tail_bytes", Help: "Bytes of frames the streams' in-memory tails hold for resumes, over every stream.",
+		}, read(&m.tailBytes)),
 	)
 	m.GRPCServer = grpcmetrics.NewServer(r)
 	m.GRPCClient = grpcmetrics.NewClient(r)
@@ -241,6 +242,21 @@ func frameOutIndex(f []byte) int {
 // SetQueuedBytes sets the source of ams_outbound_queue_bytes, read at
 // each scrape (the hub's QueuedBytes).
 func (m *Metrics) SetQueuedBytes(fn func() int64) { m.queuedBytes.Store(&fn) }
+
+// SetTailBytes sets the source of ams_resume_tail_bytes, read at each
+// scrape (the hub's TailBytes).
+func (m *Metrics) SetTailBytes(fn func() int64) { m.tailBytes.Store(&fn) }
+
+// read returns a gauge's function that calls the source src holds, or
+// reads 0 while none is set.
+func read(src *atomic.Pointer[func() int64]) func() float64 {
+	return func() float64 {
+		if fn := src.Load(); fn != nil {
+			return float64((*fn)())
+		}
+		return 0
+	}
+}
 
 // PublishError counts a failed event publish at a stage: "publish" or
 // "ack".

@@ -56,6 +56,7 @@ func TestC19RegistryHasSpecNamesBeforeTraffic(t *testing.T) {
 	t.Parallel()
 	m := New()
 	m.SetQueuedBytes(func() int64 { return 42 })
+	m.SetTailBytes(func() int64 { return 7 })
 	fams, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func TestC19RegistryHasSpecNamesBeforeTraffic(t *testing.T) {
 	for _, name := range []string{
 		"ams_connections", "ams_streams_live", "ams_frames_in_total", "ams_frames_out_total",
 		"ams_closes_total", "ams_replay_frames_total", "ams_outbound_queue_bytes",
-		"ams_outbound_queue_overflows_total", "ams_resumes_finished_total", "ams_publish_errors_total",
+		"ams_resume_tail_bytes", "ams_outbound_queue_overflows_total", "ams_resumes_finished_total", "ams_publish_errors_total",
 		"ams_events_resent_total",
 	} {
 		if !got[name] {
@@ -85,6 +86,11 @@ func TestC19RegistryHasSpecNamesBeforeTraffic(t *testing.T) {
 		if f.GetName() == "ams_outbound_queue_bytes" {
 			if v := f.GetMetric()[0].GetGauge().GetValue(); v != 42 {
 				t.Errorf("ams_outbound_queue_bytes = %v, want the source's 42", v)
+			}
+		}
+		if f.GetName() == "ams_resume_tail_bytes" {
+			if v := f.GetMetric()[0].GetGauge().GetValue(); v != 7 {
+				t.Errorf("ams_resume_tail_bytes = %v, want the source's 7", v)
 			}
 		}
 	}
