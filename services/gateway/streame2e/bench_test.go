@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go"
 
 	"github.com/amsrouter/ams/services/gateway/gatewayd"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
@@ -41,47 +40,7 @@ func BenchmarkDeliver(b *testing.B) {
 }
 
 func benchRawNATS(b *testing.B) {
-	sys := gwtest.Start(b, gwtest.Options{Gateways: -1})
-	pub, err := nats.Connect(sys.NATSURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pub.Close()
-	sub, err := nats.Connect(sys.NATSURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sub.Close()
-	var received atomic.Int64
-	done := make(chan struct{})
-	target := int64(b.N)
-	s, err := sub.Subscribe("bench.raw", func(m *nats.Msg) {
-		if received.Add(1) == target {
-			close(done)
-		}
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	_ = s.SetPendingLimits(-1, -1)
-	_ = sub.Flush()
-	payload := []byte(`{"type":"token","stream_id":"str_0123456789abcdef0123456789","stream_name":"writer","owner_account_id":"acc_01J00000000000000000","ts":"2026-05-01T18:00:05.123Z","data":"` + benchToken + `","seq":1}`)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(payload)))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for int64(i)-received.Load() >= window {
-			time.Sleep(10 * time.Microsecond)
-		}
-		if err := pub.Publish("bench.raw", payload); err != nil {
-			b.Fatal(err)
-		}
-	}
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		b.Fatalf("received %d of %d", received.Load(), b.N)
-	}
+	gwtest.BenchRawNATS(b, []byte(`{"type":"token","stream_id":"str_0123456789abcdef0123456789","stream_name":"writer","owner_account_id":"acc_01J00000000000000000","ts":"2026-05-01T18:00:05.123Z","data":"`+benchToken+`","seq":1}`), window)
 }
 
 func benchGateway(b *testing.B, gateways int, mode dataplane.PublishMode) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -105,7 +106,10 @@ func (s *streams) Connect(stream amsv1.StreamService_ConnectServer) error {
 	c := &call{stream: stream, d: s.d, wake: make(chan struct{}, 1), closed: make(chan struct{})}
 	jr, _, err := s.d.Admitter.Admit(ctx, ns, alias, &raw, transport)
 	if err == nil {
-		c.hc, err = s.d.Hub.Join(ctx, jr, c)
+		var hc *hub.Conn
+		if hc, err = s.d.Hub.Join(ctx, jr, c); err == nil {
+			c.hc = hc
+		}
 	}
 	if err != nil {
 		code := wireerr.Internal
@@ -123,11 +127,23 @@ func (s *streams) Connect(stream amsv1.StreamService_ConnectServer) error {
 	return c.run(ctx)
 }
 
+// hubConn is what a call uses of its connection in the hub (*hub.Conn).
+type hubConn interface {
+	EmitTokens(tokens []string) error
+	SetMetadata(ctx context.Context, metadata string) (uint64, time.Time, error)
+	Ping()
+	Subscribe(all bool, items []string)
+	Take(dst []hub.Item) ([]hub.Item, bool)
+	Delivered(items []hub.Item)
+	Close(code int, lost bool)
+	Fail(code wireerr.Code)
+}
+
 // call is one Connect call; it is the hub's Sink for its connection.
 type call struct {
 	stream   amsv1.StreamService_ConnectServer
 	d        *Deps
-	hc       *hub.Conn
+	hc       hubConn
 	observer bool
 	frames   *limits.Conn    // this call's frame rate
 	acct     *limits.Account // its account's token rate
@@ -139,6 +155,11 @@ type call struct {
 	closeOnce sync.Once
 	code      int
 	reason    string
+
+	// pending is the run of tokens received and not yet published, of
+	// pendingBytes of data; only the applying goroutine uses them.
+	pending      []string
+	pendingBytes int
 }
 
 // Wake implements hub.Sink.
@@ -166,43 +187,57 @@ func (c *call) isClosed() bool {
 	}
 }
 
-// How the receive goroutine stopped.
+// How applying the client's frames stopped.
 type recvEnd int
 
 const (
-	recvHalfClose recvEnd = iota // io.EOF: the client is done
+	recvMore      recvEnd = iota // not stopped: the call goes on
+	recvHalfClose                // io.EOF: the client is done
 	recvFailed                   // a bad frame: the hub is closing the connection
 	recvLost                     // the call broke
 )
 
-// run serves a joined call until it ends and returns its status.
+// run serves a joined call until it ends and returns its status. One
+// goroutine sends, one receives, and this one applies what was received:
+// tokens that wait in the inbox when one is applied are published with
+// it, as one NATS message (see apply).
 func (c *call) run(ctx context.Context) error {
 	stop := make(chan struct{})
 	sent := make(chan error, 1)
 	go func() { sent <- c.sendLoop(stop) }()
-	received := make(chan recvEnd, 1)
-	go func() { received <- c.recvLoop(ctx) }()
+	in := newInbox()
+	go c.recvLoop(in, stop)
 
 	lost, senderDone := false, false
-	select {
-	case <-c.closed:
-	case r := <-received:
-		switch r {
-		case recvHalfClose:
-			// A normal close: the stream leaves at once. A close by the
-			// hub that came first is what happened, and wins.
-			c.hc.Close(closeNormal, false)
-			if !c.isClosed() {
-				c.Close(closeNormal, "")
+	r := recvMore
+wait:
+	for {
+		select {
+		case <-c.closed:
+			break wait
+		case m := <-in.ch:
+			if r = c.apply(ctx, m, in); r != recvMore {
+				break wait
 			}
-		case recvFailed:
-			<-c.closed
-		default:
+		case <-sent:
+			senderDone, lost = true, true
+			break wait
+		case <-ctx.Done():
 			lost = true
+			break wait
 		}
-	case <-sent:
-		senderDone, lost = true, true
-	case <-ctx.Done():
+	}
+	switch r {
+	case recvHalfClose:
+		// A normal close: the stream leaves at once. A close by the hub
+		// that came first is what happened, and wins.
+		c.hc.Close(closeNormal, false)
+		if !c.isClosed() {
+			c.Close(closeNormal, "")
+		}
+	case recvFailed:
+		<-c.closed
+	case recvLost:
 		lost = true
 	}
 	if lost {
@@ -269,32 +304,133 @@ func (c *call) sendLoop(stop <-chan struct{}) error {
 	}
 }
 
-// recvLoop applies the client's frames until the client half-closes, the
-// call breaks or a frame is refused.
-func (c *call) recvLoop(ctx context.Context) recvEnd {
+// Bounds of a call's received frames waiting to be applied: at most
+// inboxFrames messages, and no message is taken while more than
+// inboxBytes wait (so at most that and one message of maxMessage).
+const (
+	inboxFrames = 64
+	inboxBytes  = 256 << 10
+)
+
+// received is one client message, or the error that ended receiving.
+type received struct {
+	b   []byte
+	err error
+}
+
+// inbox is what the receive goroutine hands to the applying one.
+type inbox struct {
+	ch      chan received
+	bytes   atomic.Int64
+	drained chan struct{} // a message was taken
+}
+
+func newInbox() *inbox {
+	return &inbox{ch: make(chan received, inboxFrames), drained: make(chan struct{}, 1)}
+}
+
+// took accounts for a message the applying goroutine took.
+func (in *inbox) took(m received) {
+	in.bytes.Add(-int64(len(m.b)))
+	select {
+	case in.drained <- struct{}{}:
+	default:
+	}
+}
+
+// recvLoop receives the client's messages into in until the call breaks,
+// the client half-closes, or stop; the error that ended it is the last
+// message.
+func (c *call) recvLoop(in *inbox, stop <-chan struct{}) {
 	for {
-		var m rawMessage
-		if err := c.stream.RecvMsg(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return recvHalfClose
+		for in.bytes.Load() > inboxBytes {
+			select {
+			case <-in.drained:
+			case <-stop:
+				return
 			}
-			if status.Code(err) == codes.ResourceExhausted {
-				// Over the server's receive limit: gRPC has already
-				// ended the call; the stream leaves as after a 1009.
-				c.hc.Fail(wireerr.MessageTooLarge)
-				return recvFailed
-			}
-			return recvLost
 		}
-		if err := c.handle(ctx, m.b); err != nil {
-			code := wireerr.Internal
-			if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
-				code = we.Code
-			}
-			c.hc.Fail(code)
-			return recvFailed
+		var m rawMessage
+		err := c.stream.RecvMsg(&m)
+		in.bytes.Add(int64(len(m.b)))
+		select {
+		case in.ch <- received{b: m.b, err: err}:
+		case <-stop:
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
+}
+
+// apply applies m, then every message that waits in the inbox behind it.
+// Consecutive tokens are published together when the run ends (a message
+// of another kind, an empty inbox) or reaches frame.MaxEmitTokens tokens
+// or maxBatchData bytes: one NATS message, as the tokens of one WebSocket
+// message are, instead of one each.
+func (c *call) apply(ctx context.Context, m received, in *inbox) recvEnd {
+	for {
+		in.took(m)
+		if m.err != nil {
+			if err := c.flush(); err != nil {
+				return c.refuse(err)
+			}
+			return c.recvError(m.err)
+		}
+		if err := c.handle(ctx, m.b); err != nil {
+			// The tokens before the refused frame were accepted.
+			_ = c.flush()
+			return c.refuse(err)
+		}
+		select {
+		case m = <-in.ch:
+			continue
+		default:
+		}
+		if err := c.flush(); err != nil {
+			return c.refuse(err)
+		}
+		return recvMore
+	}
+}
+
+// recvError is how receiving ended for the error RecvMsg returned.
+func (c *call) recvError(err error) recvEnd {
+	if errors.Is(err, io.EOF) {
+		return recvHalfClose
+	}
+	if status.Code(err) == codes.ResourceExhausted {
+		// Over the server's receive limit: gRPC has already ended the
+		// call; the stream leaves as after a 1009.
+		c.hc.Fail(wireerr.MessageTooLarge)
+		return recvFailed
+	}
+	return recvLost
+}
+
+// refuse ends the connection for a frame that was refused.
+func (c *call) refuse(err error) recvEnd {
+	code := wireerr.Internal
+	if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
+		code = we.Code
+	}
+	c.hc.Fail(code)
+	return recvFailed
+}
+
+// maxBatchData bounds the token data of one publish of a call's tokens.
+const maxBatchData = 64 << 10
+
+// flush publishes the pending tokens.
+func (c *call) flush() error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	err := c.hc.EmitTokens(c.pending)
+	clear(c.pending)
+	c.pending, c.pendingBytes = c.pending[:0], 0
+	return discardDisplaced(err)
 }
 
 var (
@@ -320,6 +456,12 @@ func (c *call) handle(ctx context.Context, b []byte) error {
 	if err := proto.Unmarshal(b, &f); err != nil {
 		return errMalformed
 	}
+	if _, ok := f.GetFrame().(*amsv1.ClientFrame_Token); !ok {
+		// Tokens received before go out first.
+		if err := c.flush(); err != nil {
+			return err
+		}
+	}
 	switch x := f.GetFrame().(type) {
 	case *amsv1.ClientFrame_Token:
 		if c.observer {
@@ -332,8 +474,11 @@ func (c *call) handle(ctx context.Context, b []byte) error {
 		if err := c.acct.Tokens(1); err != nil {
 			return err
 		}
-		_, _, err := c.hc.Emit(data)
-		return discardDisplaced(err)
+		c.pending = append(c.pending, data)
+		c.pendingBytes += len(data)
+		if len(c.pending) >= frame.MaxEmitTokens || c.pendingBytes >= maxBatchData {
+			return c.flush()
+		}
 	case *amsv1.ClientFrame_SetMetadata:
 		if c.observer {
 			return errReadOnly
