@@ -2,6 +2,7 @@ package grpce2e
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,6 +49,10 @@ func benchGRPC(b *testing.B, gateways, window int) {
 	w.expect("stream_joined") // the reader
 
 	var received atomic.Int64
+	// others counts the reader's frames that are not tokens, by kind, for
+	// a run that fails (a replay_gap would say tokens were lost).
+	var othersMu sync.Mutex
+	others := map[string]int{}
 	errc := make(chan error, 1)
 	progress := make(chan struct{}, 1)
 	target := int64(b.N)
@@ -61,7 +66,11 @@ func benchGRPC(b *testing.B, gateways, window int) {
 			if _, ok := f.GetFrame().(*amsv1.ServerFrame_Token); ok {
 				received.Add(1)
 				gwtest.Progress(progress)
+				continue
 			}
+			othersMu.Lock()
+			others[kind(f)]++
+			othersMu.Unlock()
 		}
 		errc <- nil
 	}()
@@ -100,7 +109,8 @@ func benchGRPC(b *testing.B, gateways, window int) {
 			case err := <-errc:
 				b.Fatalf("reader: %v after %d of %d", err, received.Load(), b.N)
 			case n := <-stalled:
-				b.Fatalf("no token delivered for 30 s, after %d of %d sent", n, i)
+				othersMu.Lock()
+				b.Fatalf("no token delivered for 30 s, after %d of %d sent; the reader's other frames: %v", n, i, others)
 			case <-progress:
 			}
 		}
@@ -108,8 +118,14 @@ func benchGRPC(b *testing.B, gateways, window int) {
 			b.Fatal(err)
 		}
 	}
-	if err := <-errc; err != nil {
-		b.Fatalf("reader: %v after %d of %d", err, received.Load(), b.N)
+	select {
+	case err := <-errc:
+		if err != nil {
+			b.Fatalf("reader: %v after %d of %d", err, received.Load(), b.N)
+		}
+	case n := <-stalled:
+		othersMu.Lock()
+		b.Fatalf("no token delivered for 30 s, after %d of %d; the reader's other frames: %v", n, b.N, others)
 	}
 	b.StopTimer()
 	// The reader's Recv loop is done: the cleanup's reader may take over.
