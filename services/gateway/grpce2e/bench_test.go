@@ -46,6 +46,11 @@ func benchGRPC(b *testing.B, gateways, window int) {
 	w := connect(b, gw(b, sys, 0), connectOpts{credential: credW, link: link, streamName: "writer"})
 	w.joined()
 	r := connect(b, gw(b, sys, gateways-1), connectOpts{credential: credR, link: link, streamName: "reader", noRead: true})
+	// Tokens count from the reader's joined on: one sent before it may be
+	// history that joined lists as the writer's last_seq (spec 4.5).
+	if f, err := r.stream.Recv(); err != nil || kind(f) != "joined" {
+		b.Fatalf("reader: %v, %v, want joined", f, err)
+	}
 	w.expect("stream_joined") // the reader
 
 	var received atomic.Int64
