@@ -59,12 +59,40 @@ type conv struct {
 	// just before a leave) cannot announce the stream again.
 	recRev map[string]uint64
 	// revCh is closed and replaced whenever recRev moves (waitRev).
-	revCh     chan struct{}
+	revCh chan struct{}
+	// records is, per presence key, the newest record the watch
+	// delivered and its revision: a join writes its record from it with
+	// compare-and-set instead of reading it from NATS first (joinWriter).
+	records   map[string]watchedRecord
 	streams   map[string]*stream
 	conns     map[*Conn]struct{}
 	observers int
 	pending   map[string][]pendingEvent
 	stopped   bool
+}
+
+// watchedRecord is a stream's record as the watch delivered it, with what
+// a join reads of it (a record that is not live keeps no metadata).
+type watchedRecord struct {
+	rec presence.Record
+	rev uint64
+}
+
+// watched records what the watch delivered for key; c.mu is held. A
+// record that cannot be decoded is forgotten, so that a join reads it
+// (and fails as it would have).
+func (c *conv) watched(key string, rec presence.Record, err error, rev uint64) {
+	if err != nil {
+		delete(c.records, key)
+		return
+	}
+	if old, ok := c.records[key]; ok && old.rev >= rev {
+		return
+	}
+	if rec.State != presence.Live {
+		rec = presence.Record{StreamID: rec.StreamID, Gateway: rec.Gateway, Epoch: rec.Epoch, State: rec.State, LastSeq: rec.LastSeq, Order: rec.Order}
+	}
+	c.records[key] = watchedRecord{rec, rev}
 }
 
 type pendingEvent struct {
@@ -76,7 +104,7 @@ func newConv(h *Hub, info *admission.Conversation) *conv {
 	return &conv{
 		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {}, tick: 1,
 		streams: map[string]*stream{}, conns: map[*Conn]struct{}{}, pending: map[string][]pendingEvent{},
-		recRev: map[string]uint64{}, revCh: make(chan struct{}),
+		recRev: map[string]uint64{}, revCh: make(chan struct{}), records: map[string]watchedRecord{},
 	}
 }
 
@@ -125,7 +153,14 @@ func (c *conv) start(ctx context.Context) {
 		rec presence.Record
 		rev uint64
 	}
+	type entry struct {
+		key string
+		rec presence.Record
+		err error
+		rev uint64
+	}
 	var recs, ended []initial
+	var entries []entry
 	loadTimeout := time.NewTimer(10 * time.Second)
 	defer loadTimeout.Stop()
 load:
@@ -149,6 +184,7 @@ load:
 			continue
 		}
 		rec, err := presence.Decode(e.Value())
+		entries = append(entries, entry{e.Key(), rec, err, e.Revision()})
 		if err != nil {
 			continue
 		}
@@ -176,6 +212,9 @@ load:
 	}
 	lcancel()
 	c.mu.Lock()
+	for _, e := range entries {
+		c.watched(e.key, e.rec, e.err, e.rev)
+	}
 	for _, r := range ended {
 		c.noteRev(r.rec.StreamID, r.rev)
 	}
@@ -214,11 +253,16 @@ func (c *conv) watch(ctx context.Context, w jetstream.KeyWatcher) {
 			c.hub.metrics.presenceLag(e.Created())
 			c.mu.Lock()
 			if e.Operation() == jetstream.KeyValuePut {
-				if rec, err := presence.Decode(e.Value()); err == nil {
+				rec, err := presence.Decode(e.Value())
+				c.watched(e.Key(), rec, err, e.Revision())
+				if err == nil {
 					c.onRecord(rec, e.Revision())
 				}
-			} else if s := c.streamOfKey(e.Key()); s != nil && s.announced {
-				c.beginLeave(s, s.info.LastSeq)
+			} else {
+				delete(c.records, e.Key())
+				if s := c.streamOfKey(e.Key()); s != nil && s.announced {
+					c.beginLeave(s, s.info.LastSeq)
+				}
 			}
 			c.mu.Unlock()
 		}

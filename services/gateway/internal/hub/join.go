@@ -267,7 +267,7 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 		if err := c.admit(sid, req); err != nil {
 			return err
 		}
-		rec, rev, exists, err := presence.Get(ctx, h.plane.Presence, probe.key)
+		rec, rev, exists, err := c.record(ctx, probe.key, attempt == 0)
 		if err != nil {
 			return h.internal(c.id, "read stream record", err)
 		}
@@ -689,4 +689,21 @@ func (h *Hub) internal(conversationID, what string, err error) error {
 	}
 	h.log.Error("join failed: "+what, args...)
 	return wireerr.New(wireerr.Internal, what)
+}
+
+// record returns a stream's record and its revision: the one the
+// conversation's watch delivered when watched allows it, else the one NATS
+// holds. The watch may lag behind NATS; a join writes from the record it
+// read with compare-and-set, so a lagging one costs a conflict and a
+// retry, which reads NATS.
+func (c *conv) record(ctx context.Context, key string, watched bool) (rec presence.Record, rev uint64, exists bool, err error) {
+	if watched {
+		c.mu.Lock()
+		w, ok := c.records[key]
+		c.mu.Unlock()
+		if ok {
+			return w.rec, w.rev, true, nil
+		}
+	}
+	return presence.Get(ctx, c.hub.plane.Presence, key)
 }
