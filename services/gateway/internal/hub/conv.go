@@ -63,7 +63,7 @@ type conv struct {
 	// records is, per presence key, the newest record the watch
 	// delivered and its revision: a join writes its record from it with
 	// compare-and-set instead of reading it from NATS first (joinWriter).
-	records   map[string]watchedRecord
+	records   map[string]*watchedRecord
 	streams   map[string]*stream
 	conns     map[*Conn]struct{}
 	observers int
@@ -71,28 +71,47 @@ type conv struct {
 	stopped   bool
 }
 
-// watchedRecord is a stream's record as the watch delivered it, with what
-// a join reads of it (a record that is not live keeps no metadata).
+// watchedRecord is what a join reads of a stream's record (joinWriter),
+// as the watch delivered it, and its revision. A record that is not live
+// keeps no metadata: a join does not resume it.
 type watchedRecord struct {
-	rec presence.Record
-	rev uint64
+	rev, epoch, lastSeq, order uint64
+	state, gateway, metadata   string
 }
 
-// watched records what the watch delivered for key; c.mu is held. A
-// record that cannot be decoded is forgotten, so that a join reads it
-// (and fails as it would have).
+// record is the part of the record that a join reads.
+func (w *watchedRecord) record() presence.Record {
+	return presence.Record{State: w.state, Gateway: w.gateway, Metadata: w.metadata, Epoch: w.epoch, LastSeq: w.lastSeq, Order: w.order}
+}
+
+// watched records what the watch delivered for key, after onRecord
+// applied it; c.mu is held. A record that cannot be decoded is
+// forgotten, so that a join reads it from NATS (and fails as it would
+// have). Strings equal to the stream's own are shared with it.
 func (c *conv) watched(key string, rec presence.Record, err error, rev uint64) {
 	if err != nil {
 		delete(c.records, key)
 		return
 	}
-	if old, ok := c.records[key]; ok && old.rev >= rev {
+	if old := c.records[key]; old != nil && old.rev >= rev {
 		return
 	}
+	w := &watchedRecord{rev: rev, epoch: rec.Epoch, lastSeq: rec.LastSeq, order: rec.Order,
+		state: presence.Live, gateway: rec.Gateway}
 	if rec.State != presence.Live {
-		rec = presence.Record{StreamID: rec.StreamID, Gateway: rec.Gateway, Epoch: rec.Epoch, State: rec.State, LastSeq: rec.LastSeq, Order: rec.Order}
+		w.state = rec.State
+	} else {
+		w.metadata = rec.Metadata
 	}
-	c.records[key] = watchedRecord{rec, rev}
+	if s := c.streams[rec.StreamID]; s != nil {
+		if s.gateway == w.gateway {
+			w.gateway = s.gateway
+		}
+		if s.info.Metadata == w.metadata {
+			w.metadata = s.info.Metadata
+		}
+	}
+	c.records[key] = w
 }
 
 type pendingEvent struct {
@@ -104,7 +123,7 @@ func newConv(h *Hub, info *admission.Conversation) *conv {
 	return &conv{
 		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {}, tick: 1,
 		streams: map[string]*stream{}, conns: map[*Conn]struct{}{}, pending: map[string][]pendingEvent{},
-		recRev: map[string]uint64{}, revCh: make(chan struct{}), records: map[string]watchedRecord{},
+		recRev: map[string]uint64{}, revCh: make(chan struct{}), records: map[string]*watchedRecord{},
 	}
 }
 
@@ -212,14 +231,14 @@ load:
 	}
 	lcancel()
 	c.mu.Lock()
-	for _, e := range entries {
-		c.watched(e.key, e.rec, e.err, e.rev)
-	}
 	for _, r := range ended {
 		c.noteRev(r.rec.StreamID, r.rev)
 	}
 	for _, r := range recs {
 		c.onRecord(r.rec, r.rev)
+	}
+	for _, e := range entries {
+		c.watched(e.key, e.rec, e.err, e.rev)
 	}
 	c.mu.Unlock()
 	close(c.ready)
@@ -254,10 +273,10 @@ func (c *conv) watch(ctx context.Context, w jetstream.KeyWatcher) {
 			c.mu.Lock()
 			if e.Operation() == jetstream.KeyValuePut {
 				rec, err := presence.Decode(e.Value())
-				c.watched(e.Key(), rec, err, e.Revision())
 				if err == nil {
 					c.onRecord(rec, e.Revision())
 				}
+				c.watched(e.Key(), rec, err, e.Revision())
 			} else {
 				delete(c.records, e.Key())
 				if s := c.streamOfKey(e.Key()); s != nil && s.announced {

@@ -699,10 +699,10 @@ func (h *Hub) internal(conversationID, what string, err error) error {
 func (c *conv) record(ctx context.Context, key string, watched bool) (rec presence.Record, rev uint64, exists bool, err error) {
 	if watched {
 		c.mu.Lock()
-		w, ok := c.records[key]
+		w := c.records[key]
 		c.mu.Unlock()
-		if ok {
-			return w.rec, w.rev, true, nil
+		if w != nil {
+			return w.record(), w.rev, true, nil
 		}
 	}
 	return presence.Get(ctx, c.hub.plane.Presence, key)

@@ -48,12 +48,13 @@ func TestJoinWritesFromWatchedRecord(t *testing.T) {
 		waitUntil(t, func() bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			w, ok := c.records[key]
-			if !ok || w.rev < r {
+			w := c.records[key]
+			if w == nil || w.rev < r {
 				return false
 			}
-			w.rec.Epoch, w.rev = epoch, setRev
-			c.records[key] = w
+			altered := *w
+			altered.epoch, altered.rev = epoch, setRev
+			c.records[key] = &altered
 			return true
 		})
 	}
