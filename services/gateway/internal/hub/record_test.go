@@ -2,12 +2,8 @@ package hub
 
 import (
 	"testing"
-	"time"
 
-	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
-	"github.com/amsrouter/ams/services/gateway/internal/subject"
-	"github.com/amsrouter/ams/services/internal/ids"
 )
 
 // A join writes its stream's record from the record the conversation's
@@ -18,19 +14,7 @@ import (
 func TestJoinWritesFromWatchedRecord(t *testing.T) {
 	h, plane := startHub(t)
 	ctx := t.Context()
-	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
-	const account = "acc_01J00000000000000000"
-	streamID := h.deriver.StreamID(info.ID, account, "w")
-	key, err := subject.PresenceKey(info.ID, streamID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := presence.Record{StreamID: streamID, Name: "w", Owner: account, Metadata: "{}",
-		Gateway: "gw-other", Epoch: 5, State: presence.Left, LastSeq: 7}
-	rev, err := presence.Put(ctx, plane.Presence, key, &rec, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, key, rev := putLeft(t, h, plane, 5)
 	// An observer makes the gateway serve the conversation and watch its
 	// records.
 	obs, err := h.Join(ctx, JoinRequest{Conversation: info, Observer: true, Transport: "test"}, newTestSink())
@@ -68,7 +52,7 @@ func TestJoinWritesFromWatchedRecord(t *testing.T) {
 	}
 	join := func() *Conn {
 		t.Helper()
-		conn, err := h.Join(ctx, JoinRequest{Conversation: info, AccountID: account, StreamName: "w", Transport: "test"}, newTestSink())
+		conn, err := h.Join(ctx, JoinRequest{Conversation: info, AccountID: testAccount, StreamName: "w", Transport: "test"}, newTestSink())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
+	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
 	"github.com/amsrouter/ams/services/internal/ids"
@@ -38,19 +39,8 @@ func TestRejoinOfLeftStreamDoesNotWait(t *testing.T) {
 	log := &warnings{}
 	h, plane := startHubLog(t, log)
 	ctx := t.Context()
-	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
-	const account = "acc_01J00000000000000000"
-	streamID := h.deriver.StreamID(info.ID, account, "w")
-	key, err := subject.PresenceKey(info.ID, streamID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := presence.Record{StreamID: streamID, Name: "w", Owner: account, Metadata: "{}",
-		Gateway: "gw-other", Epoch: 3, State: presence.Left, LastSeq: 7}
-	if _, err := presence.Put(ctx, plane.Presence, key, &rec, 0); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := h.Join(ctx, JoinRequest{Conversation: info, AccountID: account, StreamName: "w", Transport: "test"}, newTestSink())
+	info, key, _ := putLeft(t, h, plane, 3)
+	conn, err := h.Join(ctx, JoinRequest{Conversation: info, AccountID: testAccount, StreamName: "w", Transport: "test"}, newTestSink())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,4 +57,27 @@ func TestRejoinOfLeftStreamDoesNotWait(t *testing.T) {
 	if len(log.msgs) != 0 {
 		t.Fatalf("warnings: %q", log.msgs)
 	}
+}
+
+// testAccount is the account of the streams putLeft writes.
+const testAccount = "acc_01J00000000000000000"
+
+// putLeft writes the record of testAccount's stream "w" in a new
+// conversation, left by another gateway at epoch, last seq 7; it returns
+// the conversation, the record's key and its revision.
+func putLeft(t *testing.T, h *Hub, plane *dataplane.Plane, epoch uint64) (*admission.Conversation, string, uint64) {
+	t.Helper()
+	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
+	streamID := h.deriver.StreamID(info.ID, testAccount, "w")
+	key, err := subject.PresenceKey(info.ID, streamID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := presence.Record{StreamID: streamID, Name: "w", Owner: testAccount, Metadata: "{}",
+		Gateway: "gw-other", Epoch: epoch, State: presence.Left, LastSeq: 7}
+	rev, err := presence.Put(t.Context(), plane.Presence, key, &rec, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info, key, rev
 }
