@@ -169,6 +169,15 @@ func As(err error) (*Error, bool) {
 	return nil, false
 }
 
+// CloseCode is the code a connection closes with for err: the one err
+// carries when it has a close code, else internal_error.
+func CloseCode(err error) Code {
+	if e, ok := As(err); ok && e.Code.Close != 0 {
+		return e.Code
+	}
+	return Internal
+}
+
 // HTTPToGRPC maps an HTTP status to the gRPC code of spec 5.4.
 func HTTPToGRPC(status int) codes.Code {
 	switch status {

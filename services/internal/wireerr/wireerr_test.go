@@ -1,6 +1,8 @@
 package wireerr
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -49,6 +51,24 @@ func TestAbuseControlCodes(t *testing.T) {
 		}
 		if got := CloseToHTTP(tt.code.Close); got != tt.http {
 			t.Errorf("%s: close %d maps to HTTP %d, want %d", tt.code.Name, tt.code.Close, got, tt.http)
+		}
+	}
+}
+
+// A connection closes with the code its error carries, and with
+// internal_error for any other error (or a code without a close code).
+func TestCloseCode(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want Code
+	}{
+		{New(RateLimited, "slow down"), RateLimited},
+		{fmt.Errorf("join: %w", New(MalformedFrame, "")), MalformedFrame},
+		{errors.New("nats: timeout"), Internal},
+		{New(Code{Name: "http_only", HTTP: 400}, ""), Internal},
+	} {
+		if got := CloseCode(tt.err); got != tt.want {
+			t.Errorf("CloseCode(%v) = %+v, want %+v", tt.err, got, tt.want)
 		}
 	}
 }

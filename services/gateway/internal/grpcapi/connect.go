@@ -112,10 +112,7 @@ func (s *streams) Connect(stream amsv1.StreamService_ConnectServer) error {
 		}
 	}
 	if err != nil {
-		code := wireerr.Internal
-		if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
-			code = we.Code
-		}
+		code := wireerr.CloseCode(err)
 		return c.end(code.Close, code.Name)
 	}
 	c.observer = jr.Observer
@@ -411,11 +408,7 @@ func (c *call) recvError(err error) recvEnd {
 
 // refuse ends the connection for a frame that was refused.
 func (c *call) refuse(err error) recvEnd {
-	code := wireerr.Internal
-	if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
-		code = we.Code
-	}
-	c.hc.Fail(code)
+	c.hc.Fail(wireerr.CloseCode(err))
 	return recvFailed
 }
 

@@ -269,10 +269,7 @@ func (c *conn) Close(code int, reason string) {
 
 // refuse closes a connection that failed a connect check.
 func (c *conn) refuse(err error) {
-	code := wireerr.Internal
-	if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
-		code = we.Code
-	}
+	code := wireerr.CloseCode(err)
 	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	_ = ws.WriteFrame(c.nc, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code.Close), code.Name)))
 	// Give the client a moment to read the close frame and answer.
@@ -488,11 +485,7 @@ func (c *conn) readLoop(mayPark bool) (code int, lost, parked bool) {
 		putMsgBuf(m, s.msgSlot)
 		s.msgSlot = nil
 		if err != nil {
-			code := wireerr.Internal
-			if we, ok := wireerr.As(err); ok && we.Code.Close != 0 {
-				code = we.Code
-			}
-			fail(code)
+			fail(wireerr.CloseCode(err))
 		}
 	}
 }
