@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -85,14 +86,9 @@ func (w *watchedRecord) record() presence.Record {
 }
 
 // watched records what the watch delivered for key, after onRecord
-// applied it; c.mu is held. A record that cannot be decoded is
-// forgotten, so that a join reads it from NATS (and fails as it would
-// have). Strings equal to the stream's own are shared with it.
-func (c *conv) watched(key string, rec presence.Record, err error, rev uint64) {
-	if err != nil {
-		delete(c.records, key)
-		return
-	}
+// applied it; c.mu is held. Strings equal to the stream's own are shared
+// with it.
+func (c *conv) watched(key string, rec presence.Record, rev uint64) {
 	if old := c.records[key]; old != nil && old.rev >= rev {
 		return
 	}
@@ -169,17 +165,12 @@ func (c *conv) start(ctx context.Context) {
 	}
 	// Initial records, then the live stream of changes.
 	type initial struct {
-		rec presence.Record
-		rev uint64
-	}
-	type entry struct {
-		key string
-		rec presence.Record
-		err error
-		rev uint64
+		key  string
+		rec  presence.Record
+		rev  uint64
+		last uint64 // a live stream's newest retained seq
 	}
 	var recs, ended []initial
-	var entries []entry
 	loadTimeout := time.NewTimer(10 * time.Second)
 	defer loadTimeout.Stop()
 load:
@@ -203,7 +194,6 @@ load:
 			continue
 		}
 		rec, err := presence.Decode(e.Value())
-		entries = append(entries, entry{e.Key(), rec, err, e.Revision()})
 		if err != nil {
 			continue
 		}
@@ -211,10 +201,10 @@ load:
 			// Not applied, but its revision is known: a join that read
 			// this record (a rejoin of a stream that left) need not wait
 			// for it (waitRev).
-			ended = append(ended, initial{rec, e.Revision()})
+			ended = append(ended, initial{key: e.Key(), rec: rec, rev: e.Revision()})
 			continue
 		}
-		recs = append(recs, initial{rec, e.Revision()})
+		recs = append(recs, initial{key: e.Key(), rec: rec, rev: e.Revision()})
 	}
 	// The newest retained event of each live stream: events published
 	// before the subscription existed are history, not live.
@@ -227,7 +217,7 @@ load:
 			fail(err)
 			return
 		}
-		recs[i].rec.LastSeq = last
+		recs[i].last = last
 	}
 	lcancel()
 	c.mu.Lock()
@@ -235,10 +225,12 @@ load:
 		c.noteRev(r.rec.StreamID, r.rev)
 	}
 	for _, r := range recs {
-		c.onRecord(r.rec, r.rev)
+		live := r.rec
+		live.LastSeq = r.last
+		c.onRecord(live, r.rev)
 	}
-	for _, e := range entries {
-		c.watched(e.key, e.rec, e.err, e.rev)
+	for _, r := range slices.Concat(ended, recs) {
+		c.watched(r.key, r.rec, r.rev)
 	}
 	c.mu.Unlock()
 	close(c.ready)
@@ -272,11 +264,13 @@ func (c *conv) watch(ctx context.Context, w jetstream.KeyWatcher) {
 			c.hub.metrics.presenceLag(e.Created())
 			c.mu.Lock()
 			if e.Operation() == jetstream.KeyValuePut {
-				rec, err := presence.Decode(e.Value())
-				if err == nil {
+				if rec, err := presence.Decode(e.Value()); err == nil {
 					c.onRecord(rec, e.Revision())
+					c.watched(e.Key(), rec, e.Revision())
+				} else {
+					// A join reads it from NATS, and fails as it would have.
+					delete(c.records, e.Key())
 				}
-				c.watched(e.Key(), rec, err, e.Revision())
 			} else {
 				delete(c.records, e.Key())
 				if s := c.streamOfKey(e.Key()); s != nil && s.announced {
