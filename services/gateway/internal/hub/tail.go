@@ -59,10 +59,13 @@ func (t *tail) add(f []byte, seq uint64, at int64, b *tailBudget) {
 			return
 		}
 	}
-	for t.n > 0 && (t.n == len(t.ev) || t.bytes+size > b.bytes || b.used.Load()+int64(size) > b.total) {
-		t.dropOldest(b)
+	// The bytes that leave and come are settled with the shared count in
+	// one step: a full ring takes one atomic add per event.
+	freed := 0
+	for t.n > 0 && (t.n == len(t.ev) || t.bytes+size > b.bytes || b.used.Load()-int64(freed)+int64(size) > b.total) {
+		freed += t.dropOldest()
 	}
-	if b.used.Add(int64(size)) > b.total {
+	if b.used.Add(int64(size-freed)) > b.total {
 		// Other tails hold the gateway's room: this one stays empty
 		// until some is freed.
 		b.used.Add(-int64(size))
@@ -78,13 +81,15 @@ func (t *tail) add(f []byte, seq uint64, at int64, b *tailBudget) {
 	t.last = seq
 }
 
-func (t *tail) dropOldest(b *tailBudget) {
+// dropOldest drops the oldest event and returns its bytes, which the
+// caller gives back to the budget.
+func (t *tail) dropOldest() int {
 	size := len(t.ev[t.head].frame)
 	t.bytes -= size
-	b.used.Add(-int64(size))
 	t.ev[t.head] = tailEvent{}
 	t.head = (t.head + 1) % len(t.ev)
 	t.n--
+	return size
 }
 
 // reset empties the tail and gives its bytes back to b.
