@@ -19,6 +19,7 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/limits"
 	"github.com/amsrouter/ams/services/gateway/internal/wsconn"
 	"github.com/amsrouter/ams/services/internal/config"
+	"github.com/amsrouter/ams/services/internal/gcfloor"
 	"github.com/amsrouter/ams/services/internal/logging"
 	"github.com/amsrouter/ams/services/internal/telemetry"
 )
@@ -75,6 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.Secret(&pepper, "derivation-pepper", true, "secret pepper of derived ids, shared by every gateway")
 	fs.String(&logFormat, "log-format", "json", "log format: json or text")
 	fs.String(&logLvl, "log-level", "info", "log level: debug, info, warn, error")
+	var gcFloor int64
+	fs.Int64(&gcFloor, "gc-heap-floor", 32<<20, "bytes the heap may grow to before the garbage collector runs, however small the live heap (0: GOGC alone); above it GOGC paces collections")
 	var pprofAddr string
 	fs.String(&pprofAddr, "pprof-addr", "", "admin listener of /debug/pprof/ (e.g. 127.0.0.1:6060); empty: off; never expose it publicly")
 	var tracing telemetry.Config
@@ -104,6 +107,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log.Info("gateway starting", fs.LogAttrs()...)
+
+	// Collections: a floor under the heap goal, so that a small live heap
+	// with a busy token path is not collected ten times a second.
+	if gcFloor < 0 {
+		return fmt.Errorf("gc heap floor %d: want 0 or more bytes", gcFloor)
+	}
+	defer gcfloor.Start(uint64(gcFloor)).Stop()
 
 	// Tracing: off unless an OTLP endpoint is set.
 	cfg.Tracing, err = telemetry.New(ctx, tracing, "ams-gateway", cfg.Name)
