@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -144,6 +146,20 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		if err := os.MkdirAll(profileDir, 0o755); err != nil {
 			return fmt.Errorf("create profile directory: %w", err)
 		}
+		// The kit's own CPU profile over the whole run: its clients share
+		// the machine with the gateways, and what they cost is visible.
+		f, err := os.Create(filepath.Join(profileDir, "kit.cpu.pprof"))
+		if err != nil {
+			return fmt.Errorf("kit profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("kit profile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
 	}
 	env := &Env{
 		Out:        stdout,

@@ -416,12 +416,12 @@ func (r *Reader) session(c *WSConn) error {
 		now := time.Now().UnixNano()
 		r.mu.Lock()
 		var n int64
-		EachFrame(msg, func(f []byte) bool {
-			sid, seq, data, ok := ParseToken(f)
-			if !ok {
+		EachToken(msg, func(f []byte, tok *Token) bool {
+			if tok == nil {
 				r.other(f)
 				return true
 			}
+			sid, seq, data := tok.StreamID, tok.Seq, tok.Data
 			st := r.streams[string(sid)]
 			if st == nil {
 				return true

@@ -133,6 +133,11 @@ func Idle(ctx context.Context, env *Env, p IdleParams) error {
 	t.Row("connections held", thousands(int64(n)), fmt.Sprintf("%s (ams_connections ws: %.0f)", thousands(int64(n)), mAfter["ams_connections"]), "")
 	t.Row("RSS before → after", mib(raw.before)+" → "+mib(raw.after), mib(rssBefore)+" → "+mib(rssAfter), "")
 	t.Row("RSS per connection", kib(raw.perConn()), kib(perConn), ratio(perConn, raw.perConn()))
+	// The whole RSS over the connections bounds the cost from above: the
+	// difference can understate it when the process held garbage before
+	// the connections came (the gateway's heap floor lets it).
+	whole := float64(rssAfter) / float64(n)
+	t.Row("whole RSS / connections", kib(float64(raw.after)/float64(n)), kib(whole), ratio(whole, float64(raw.after)/float64(n)))
 	t.Row("Go heap in use per connection", "–", kib((mAfter["go_memstats_heap_inuse_bytes"]-mBefore["go_memstats_heap_inuse_bytes"])/float64(n)), "")
 	t.Row("goroutine stacks per connection", "–", kib((mAfter["go_memstats_stack_inuse_bytes"]-mBefore["go_memstats_stack_inuse_bytes"])/float64(n)), "")
 	t.Row("goroutines per connection", "–", fmt.Sprintf("%.2f", (mAfter["go_goroutines"]-mBefore["go_goroutines"])/float64(n)), "")
@@ -145,10 +150,11 @@ func Idle(ctx context.Context, env *Env, p IdleParams) error {
 	t.Print(env.Out)
 
 	env.Target(Target{
-		Name:       "idle",
-		Goal:       "idle WebSocket connections ≤ 16 KB of gateway RSS each at 20,000 connections",
-		Measured:   fmt.Sprintf("%s (%.0f B) per connection at %s connections", kib(perConn), perConn, thousands(int64(n))),
-		Met:        perConn <= 16*1024,
+		Name: "idle",
+		Goal: "idle WebSocket connections ≤ 16 KB of gateway RSS each at 20,000 connections",
+		Measured: fmt.Sprintf("%s (%.0f B) per connection at %s connections; the whole RSS over them %s (%.0f B)",
+			kib(perConn), perConn, thousands(int64(n)), kib(whole), whole),
+		Met:        perConn <= 16*1024 && whole <= 16*1024,
 		Undersized: n < 19000,
 	})
 	return nil

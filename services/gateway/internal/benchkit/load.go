@@ -476,24 +476,23 @@ func (r *amsReader) read(run *loadRun, idx int) {
 			return
 		}
 		now := time.Now().UnixNano()
-		EachFrame(msg, func(f []byte) bool {
-			sid, seq, data, ok := ParseToken(f)
-			if !ok {
+		EachToken(msg, func(f []byte, tok *Token) bool {
+			if tok == nil {
 				r.other(f)
 				return true
 			}
-			st := r.streams[string(sid)]
+			st := r.streams[string(tok.StreamID)]
 			if st == nil {
 				return true
 			}
-			_, k, ts, ok := ParseData(data)
+			_, k, ts, ok := ParseData(tok.Data)
 			if !ok {
 				return true
 			}
 			if run.win.in(ts) {
 				r.hist.Record(time.Duration(now - ts))
 			}
-			st.tally.Observe(seq, k)
+			st.tally.Observe(tok.Seq, k)
 			r.counts[st.w]++
 			return true
 		})

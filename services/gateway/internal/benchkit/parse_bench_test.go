@@ -28,11 +28,10 @@ func BenchmarkReadBatch(b *testing.B) {
 	b.SetBytes(int64(len(msg)))
 	var sum int64
 	for b.Loop() {
-		EachFrame(msg, func(f []byte) bool {
-			_, seq, data, ok := ParseToken(f)
-			if ok {
-				_, k, _, _ := ParseData(data)
-				sum += seq + k
+		EachToken(msg, func(_ []byte, tok *Token) bool {
+			if tok != nil {
+				_, k, _, _ := ParseData(tok.Data)
+				sum += tok.Seq + k
 			}
 			return true
 		})

@@ -169,9 +169,8 @@ func resumeAMS(ctx context.Context, env *Env, sys *System, gw0, gw1 *Gateway, p 
 			if err != nil {
 				return nil, nil, fmt.Errorf("resume %d: at %d of %d: %w", rep, tally.Cursor, target, err)
 			}
-			EachFrame(msg, func(f []byte) bool {
-				fsid, seq, d, ok := ParseToken(f)
-				if !ok {
+			EachToken(msg, func(f []byte, tok *Token) bool {
+				if tok == nil {
 					if string(FrameType(f)) == "replay_gap" {
 						var g ReplayGap
 						if decodeFrame(f, &g) == nil && g.StreamID == sid {
@@ -180,11 +179,11 @@ func resumeAMS(ctx context.Context, env *Env, sys *System, gw0, gw1 *Gateway, p 
 					}
 					return true
 				}
-				if string(fsid) != sid {
+				if string(tok.StreamID) != sid {
 					return true
 				}
-				_, kk, _, _ := ParseData(d)
-				tally.Observe(seq, kk)
+				_, kk, _, _ := ParseData(tok.Data)
+				tally.Observe(tok.Seq, kk)
 				return true
 			})
 		}

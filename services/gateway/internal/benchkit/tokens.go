@@ -78,9 +78,44 @@ func AppendTokenFrame(b []byte, data []byte) []byte {
 // fn returns false. It tracks strings and nesting, so any valid JSON
 // works; it does not validate.
 func EachFrame(msg []byte, fn func(frame []byte) bool) {
+	eachFrame(msg, func(f []byte, _ *Token) bool { return fn(f) })
+}
+
+// Token is what the kit reads of a server token frame.
+type Token struct {
+	StreamID, Data []byte
+	Seq            int64
+}
+
+// EachToken is EachFrame that also parses token frames: fn gets a token
+// frame's parts in tok, and a nil tok for every other frame. A frame in
+// the gateway's layout is parsed in the one pass that finds its end.
+func EachToken(msg []byte, fn func(frame []byte, tok *Token) bool) {
+	var t Token
+	eachFrame(msg, func(f []byte, tok *Token) bool {
+		if tok == nil {
+			var ok bool
+			if t.StreamID, t.Seq, t.Data, ok = ParseToken(f); ok {
+				tok = &t
+			}
+		}
+		return fn(f, tok)
+	})
+}
+
+// eachFrame walks a message's frames; tok is set for token frames in the
+// gateway's layout, which it measures without walking their strings one
+// by one.
+func eachFrame(msg []byte, fn func(frame []byte, tok *Token) bool) {
 	msg = bytes.TrimSpace(msg)
+	var t Token
 	if len(msg) == 0 || msg[0] != '[' {
-		fn(msg)
+		if n, sid, data, seq := tokenLayout(msg); n == len(msg) && n > 0 {
+			t = Token{StreamID: sid, Data: data, Seq: seq}
+			fn(msg, &t)
+			return
+		}
+		fn(msg, nil)
 		return
 	}
 	depth, start := 0, -1
@@ -97,6 +132,14 @@ func EachFrame(msg []byte, fn func(frame []byte) bool) {
 			i = end
 		case c == '{' || c == '[':
 			if depth == 0 {
+				if n, sid, data, seq := tokenLayout(msg[i:]); n > 0 {
+					t = Token{StreamID: sid, Data: data, Seq: seq}
+					if !fn(msg[i:i+n], &t) {
+						return
+					}
+					i += n - 1
+					continue
+				}
 				start = i
 			}
 			depth++
@@ -106,7 +149,7 @@ func EachFrame(msg []byte, fn func(frame []byte) bool) {
 			}
 			depth--
 			if depth == 0 && start >= 0 {
-				if !fn(msg[start : i+1]) {
+				if !fn(msg[start:i+1], nil) {
 					return
 				}
 				start = -1
@@ -160,6 +203,9 @@ func FrameType(f []byte) []byte {
 // 4.3: type, stream_id, …, data, …, seq last). The data must be a
 // benchmark token's (no escapes). ok is false for anything else.
 func ParseToken(f []byte) (streamID []byte, seq int64, data []byte, ok bool) {
+	if n, sid, d, seq := tokenLayout(f); n == len(f) && n > 0 {
+		return sid, seq, d, true
+	}
 	if !bytes.HasPrefix(f, tokenPrefix) {
 		return nil, 0, nil, false
 	}
@@ -192,6 +238,51 @@ func ParseToken(f []byte) (streamID []byte, seq int64, data []byte, ok bool) {
 	}
 	seq, ok = atoi(digits[:j])
 	return streamID, seq, data, ok
+}
+
+// The members of a token frame as the gateway writes them (spec 4.3),
+// each key with the end of the string before it.
+var tokenKeys = [...][]byte{
+	[]byte(`","stream_name":"`),
+	[]byte(`","owner_account_id":"`),
+	[]byte(`","ts":"`),
+	[]byte(`","data":"`),
+	[]byte(`","seq":`),
+}
+
+// tokenLayout reads the token frame at the start of f when it has exactly
+// the layout the gateway writes with no peer identity and no escaped
+// quote at the end of a string: {"type":"token","stream_id":"…",
+// "stream_name":"…","owner_account_id":"…","ts":"…","data":"…","seq":N}.
+// It returns the frame's length, or 0 for anything else, which the
+// callers then walk in full.
+func tokenLayout(f []byte) (n int, streamID, data []byte, seq int64) {
+	if !bytes.HasPrefix(f, tokenPrefix) {
+		return 0, nil, nil, 0
+	}
+	p := len(tokenPrefix)
+	for i, key := range tokenKeys {
+		q := bytes.IndexByte(f[p:], '"')
+		if q < 0 || (q > 0 && f[p+q-1] == '\\') || !bytes.HasPrefix(f[p+q:], key) {
+			return 0, nil, nil, 0
+		}
+		switch i {
+		case 0:
+			streamID = f[p : p+q]
+		case len(tokenKeys) - 1:
+			data = f[p : p+q]
+		}
+		p += q + len(key)
+	}
+	start := p
+	for p < len(f) && f[p] >= '0' && f[p] <= '9' {
+		seq = seq*10 + int64(f[p]-'0')
+		p++
+	}
+	if p == start || p-start > 18 || p >= len(f) || f[p] != '}' {
+		return 0, nil, nil, 0
+	}
+	return p + 1, streamID, data, seq
 }
 
 // Stream is a stream as the membership frames describe it.
