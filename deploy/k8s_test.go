@@ -669,6 +669,7 @@ func checkGateway(t *testing.T, m *manifests, minReplicas int32, jsReplicas stri
 	if env["AMS_GATEWAY_DERIVATION_PEPPER_FILE"] == "" {
 		t.Error("gateway has no derivation pepper")
 	}
+	checkMemLimit(t, c)
 	if e := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "AMS_GATEWAY_NAME" }); e < 0 || c.Env[e].ValueFrom == nil || c.Env[e].ValueFrom.FieldRef == nil || c.Env[e].ValueFrom.FieldRef.FieldPath != "metadata.name" {
 		t.Error("AMS_GATEWAY_NAME is not the pod name (replicas need distinct names)")
 	}
@@ -988,4 +989,45 @@ func TestComposeAndKubernetesAgree(t *testing.T) {
 	if !strings.Contains(string(b), "name: "+repo+"\n  newTag: "+tag+"\n") {
 		t.Errorf("compose runs %s:%s; deploy/k8s/base/kustomization.yaml pins another nats image", repo, tag)
 	}
+}
+
+// checkMemLimit: the gateway's GOMEMLIMIT is set, parses as the Go runtime
+// reads it, and lies between 75% and 95% of the container's memory limit,
+// so that the collector works harder before the kernel kills the pod.
+func checkMemLimit(t *testing.T, c *corev1.Container) {
+	t.Helper()
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
+	if i < 0 {
+		t.Error("gateway has no GOMEMLIMIT")
+		return
+	}
+	v, ok := parseMemLimit(c.Env[i].Value)
+	if !ok {
+		t.Errorf("GOMEMLIMIT %q does not parse", c.Env[i].Value)
+		return
+	}
+	limit := c.Resources.Limits.Memory().Value()
+	if limit == 0 || v < limit*75/100 || v > limit*95/100 {
+		t.Errorf("GOMEMLIMIT %q (%d bytes) against a memory limit of %d bytes: want 75–95%% of it", c.Env[i].Value, v, limit)
+	}
+}
+
+// parseMemLimit reads a GOMEMLIMIT value as the runtime does: a number of
+// bytes with an optional B, KiB, MiB, GiB or TiB suffix.
+func parseMemLimit(s string) (int64, bool) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n * mult, true
 }
