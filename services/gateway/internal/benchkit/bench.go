@@ -89,7 +89,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	fs.String(&gatewayEnv, "gateway-env", "", "extra gateway settings, comma-separated AMS_GATEWAY_X=v pairs")
 	fs.String(&dir, "dir", "", "parent of the work directory (default: the system temp directory)")
 	fs.Bool(&keep, "keep", false, "keep the work directory (gateway logs, NATS store) after the run")
-	fs.String(&profileDir, "profile", "", "directory to write gateway CPU (and heap) profiles of each measured phase to")
+	fs.String(&profileDir, "profile", "", "directory to write gateway CPU (and heap) profiles of each measured phase, and the kit's own CPU profile, to")
 	fs.Int(&sourceIPs, "source-ips", 16, "spread client connections over this many 127.0.0.x source addresses")
 	fs.Duration(&every, "progress", 3*time.Second, "period of progress lines")
 	scale := func() Scale {
