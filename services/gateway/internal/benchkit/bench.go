@@ -283,6 +283,7 @@ func orFloat(v, def float64) float64 {
 
 type fanoutFlags struct {
 	writers, readers, convs, size, window int
+	rateWindow                            int
 	rate                                  float64
 	duration, warmup                      time.Duration
 	batch                                 bool
@@ -293,7 +294,8 @@ func (f *fanoutFlags) register(fs *config.FlagSet) {
 	fs.Int(&f.readers, "readers", 0, "readers per conversation (default 16; -tiny 2)")
 	fs.Int(&f.convs, "conversations", 0, "conversations (default 1)")
 	fs.Int(&f.size, "size", 0, "token data size in bytes (default 64)")
-	fs.Int(&f.window, "window", 0, "tokens in flight per reader, over its writers: the closed loop's bound, and a fixed-rate writer's after a stall (default 512; the gateway's queue holds 1024)")
+	fs.Int(&f.window, "window", 0, "tokens in flight per reader, over its writers: the closed loop's bound (default 512; the gateway's queue holds 1024)")
+	fs.Int(&f.rateWindow, "rate-window", 0, "the same bound at a fixed rate, where it only guards against the kit's own stalls (default 896)")
 	fs.Float64(&f.rate, "rate", 0, "total written tokens/s: run only fixed-rate phases (default: closed loop, then half its maximum)")
 	fs.Duration(&f.duration, "duration", 0, "duration of each phase (default 10s; -short 3s)")
 	fs.Duration(&f.warmup, "warmup", 0, "start of each phase not measured (default 2s; -short 1s)")
@@ -307,6 +309,7 @@ func (f *fanoutFlags) params(sc Scale) FanoutParams {
 		Readers:       orInt(f.readers, sc.pick(16, 16, 2)),
 		Size:          max(orInt(f.size, 64), MinTokenSize),
 		Window:        orInt(f.window, 512),
+		RateWindow:    orInt(f.rateWindow, 896),
 		Duration:      orDur(f.duration, sc.dur(10*time.Second, 3*time.Second, time.Second)),
 		Warmup:        orDur(f.warmup, sc.dur(2*time.Second, time.Second, 300*time.Millisecond)),
 		Batch:         !f.batch,

@@ -56,6 +56,9 @@ func loadTable(title string, cols []loadCol) *Table {
 		return fmt.Sprintf("%d / %d / %d / %d", r.Totals.Lost, r.Totals.Dups, r.Totals.OrderViolations, r.Totals.AppDups)
 	}, none)
 	row("connections closed", func(r *LoadResult) string { return closesSummary(r.Closes) }, none)
+	row("writers held by a reader a window behind, ms", func(r *LoadResult) string {
+		return fmt.Sprintf("%.0f", float64(r.WindowHeld)/1e6)
+	}, none)
 	row("gateway CPU % of a core", func(r *LoadResult) string {
 		if len(r.GatewayCPU) == 0 {
 			return "–"

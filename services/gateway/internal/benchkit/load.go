@@ -26,6 +26,11 @@ type Shape struct {
 	// reader, over all its writers (each writer's share: Window/Writers).
 	// Keep it well under the gateway's outbound queue (1024 frames).
 	Window int
+	// RateWindow, if set, is the bound at a fixed rate instead of Window.
+	// There it only guards against the kit's own stalls: a writer that
+	// waits for one reader a window behind delays every reader's tokens,
+	// so a tight bound makes one slow reader everyone's latency.
+	RateWindow int
 	// Duration is how long writers write; latencies and rates count the
 	// tokens sent after Warmup.
 	Duration, Warmup time.Duration
@@ -37,6 +42,9 @@ func (s Shape) String() string {
 	mode := fmt.Sprintf("closed loop (window %d)", s.Window)
 	if s.Rate > 0 {
 		mode = fmt.Sprintf("fixed rate %s tokens/s written", rate(s.Rate))
+		if s.RateWindow > 0 {
+			mode += fmt.Sprintf(" (window %d)", s.RateWindow)
+		}
 	}
 	return fmt.Sprintf("%d writer(s) → %d reader(s) in each of %d conversation(s), %d-byte tokens, %s, %s (first %s not counted)",
 		s.Writers, s.Readers, s.Conversations, s.Size, mode, s.Duration, s.Warmup)
@@ -66,6 +74,9 @@ type LoadResult struct {
 	// Undrained is set when not every token reached every reader within
 	// the drain deadline.
 	Undrained bool
+	// WindowHeld is the time fixed-rate writers waited, summed over the
+	// writers, because a reader was a window behind.
+	WindowHeld time.Duration
 }
 
 // DeliveredRate is deliveries per second in the window.
@@ -85,6 +96,10 @@ type pacer struct {
 	// the writer's tokens it received.
 	got  []*atomic.Int64
 	wake chan struct{} // poked by readers after deliveries
+	// held sums the time a fixed-rate writer waited on the window
+	// (nanoseconds): time its tokens' latency includes for a reader
+	// that fell behind.
+	held *atomic.Int64
 }
 
 // room is how many more tokens a closed-loop writer that sent sent may
@@ -133,6 +148,9 @@ func (p *pacer) next(sent int64, maxN int) int {
 		case <-p.wake:
 		case <-t.C:
 		}
+		if p.rate > 0 && p.held != nil {
+			p.held.Add(int64(time.Since(now)))
+		}
 	}
 }
 
@@ -176,6 +194,7 @@ type loadRun struct {
 	stopping   atomic.Bool
 	start, end time.Time
 	inWindow   int64 // tokens sent in the window (atomic)
+	held       atomic.Int64
 }
 
 func newLoadRun(sh Shape) *loadRun {
@@ -207,13 +226,17 @@ func (r *loadRun) pacer(w int) *pacer {
 	if r.sh.Rate > 0 {
 		perWriter = r.sh.Rate / float64(r.nw)
 	}
-	perWindow := max(1, (r.sh.Window+r.sh.Writers-1)/r.sh.Writers)
+	win := r.sh.Window
+	if r.sh.Rate > 0 && r.sh.RateWindow > 0 {
+		win = r.sh.RateWindow
+	}
+	perWindow := max(1, (win+r.sh.Writers-1)/r.sh.Writers)
 	c := w / r.sh.Writers
 	got := make([]*atomic.Int64, r.sh.Readers)
 	for i := range got {
 		got[i] = &r.got[c*r.sh.Readers+i][w%r.sh.Writers]
 	}
-	return &pacer{rate: perWriter, window: int64(perWindow), start: r.start, end: r.end, got: got, wake: r.wake[w]}
+	return &pacer{rate: perWriter, window: int64(perWindow), start: r.start, end: r.end, got: got, wake: r.wake[w], held: &r.held}
 }
 
 // begin fixes the schedule: writers start now.
@@ -464,6 +487,7 @@ func RunAMSLoad(ctx context.Context, env *Env, sys *System, sh Shape, wgw, rgw *
 	}
 	res.WrittenInWindow = atomic.LoadInt64(&run.inWindow)
 	res.Closes = run.closes
+	res.WindowHeld = time.Duration(run.held.Load())
 	return res, nil
 }
 
@@ -731,5 +755,6 @@ func RunNATSLoad(ctx context.Context, env *Env, sys *System, sh Shape, label str
 	}
 	res.WrittenInWindow = atomic.LoadInt64(&run.inWindow)
 	res.Closes = run.closes
+	res.WindowHeld = time.Duration(run.held.Load())
 	return res, nil
 }

@@ -47,3 +47,36 @@ func TestPacerFixedRateCatchUpStaysWithinWindow(t *testing.T) {
 		t.Fatalf("with the slowest reader 2 behind the writer may send %d, want 2", n)
 	}
 }
+
+// A fixed-rate writer that waits on a reader a window behind counts the
+// time it was held, which the fan-out table reports.
+func TestPacerCountsHeldTime(t *testing.T) {
+	t.Parallel()
+	var a, held atomic.Int64
+	now := time.Now()
+	p := &pacer{rate: 1000, window: 4, start: now.Add(-time.Second), end: now.Add(20 * time.Millisecond), got: []*atomic.Int64{&a}, wake: make(chan struct{}, 1), held: &held}
+	if n := p.next(4, 256); n != 0 {
+		t.Fatalf("a writer a window ahead of its reader may send %d before the end, want 0", n)
+	}
+	if h := time.Duration(held.Load()); h <= 0 || h > time.Since(now) {
+		t.Fatalf("held %s while waiting until the end (%s)", h, time.Since(now))
+	}
+}
+
+// At a fixed rate the pacer takes RateWindow, in a closed loop Window;
+// each writer gets its share.
+func TestPacerRateWindow(t *testing.T) {
+	t.Parallel()
+	sh := Shape{Conversations: 1, Writers: 4, Readers: 2, Window: 512, RateWindow: 896}
+	if w := newLoadRun(sh).pacer(0).window; w != 128 {
+		t.Errorf("closed loop: writer window %d, want 512/4", w)
+	}
+	sh.Rate = 1000
+	if w := newLoadRun(sh).pacer(3).window; w != 224 {
+		t.Errorf("fixed rate: writer window %d, want 896/4", w)
+	}
+	sh.RateWindow = 0
+	if w := newLoadRun(sh).pacer(0).window; w != 128 {
+		t.Errorf("fixed rate without RateWindow: writer window %d, want 512/4", w)
+	}
+}
