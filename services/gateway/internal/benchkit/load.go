@@ -239,6 +239,16 @@ func (r *loadRun) pacer(w int) *pacer {
 	return &pacer{rate: perWriter, window: int64(perWindow), start: r.start, end: r.end, got: got, wake: r.wake[w], held: &r.held}
 }
 
+// settle copies into res what the writers counted, once they are done.
+func (r *loadRun) settle(res *LoadResult) {
+	for w := range r.nw {
+		res.Written += r.written[w]
+	}
+	res.WrittenInWindow = atomic.LoadInt64(&r.inWindow)
+	res.Closes = r.closes
+	res.WindowHeld = time.Duration(r.held.Load())
+}
+
 // begin fixes the schedule: writers start now.
 func (r *loadRun) begin() {
 	r.start = time.Now()
@@ -476,18 +486,13 @@ func RunAMSLoad(ctx context.Context, env *Env, sys *System, sh Shape, wgw, rgw *
 	bg.Wait()
 
 	res.Lat = NewHistogram()
-	for w := range run.nw {
-		res.Written += run.written[w]
-	}
 	for _, r := range readers {
 		res.Lat.Merge(r.hist)
 		for _, st := range r.streams {
 			res.Totals.Add(&st.tally, run.written[st.w])
 		}
 	}
-	res.WrittenInWindow = atomic.LoadInt64(&run.inWindow)
-	res.Closes = run.closes
-	res.WindowHeld = time.Duration(run.held.Load())
+	run.settle(res)
 	return res, nil
 }
 
@@ -744,17 +749,12 @@ func RunNATSLoad(ctx context.Context, env *Env, sys *System, sh Shape, label str
 	}
 	rg.Wait()
 	res.Lat = NewHistogram()
-	for w := range run.nw {
-		res.Written += run.written[w]
-	}
 	for _, r := range readers {
 		res.Lat.Merge(r.hist)
 		for i := range r.tally {
 			res.Totals.Add(&r.tally[i], run.written[r.firstW+i])
 		}
 	}
-	res.WrittenInWindow = atomic.LoadInt64(&run.inWindow)
-	res.Closes = run.closes
-	res.WindowHeld = time.Duration(run.held.Load())
+	run.settle(res)
 	return res, nil
 }

@@ -276,10 +276,10 @@ func tokenLayout(f []byte) (n int, streamID, data []byte, seq int64) {
 	}
 	start := p
 	for p < len(f) && f[p] >= '0' && f[p] <= '9' {
-		seq = seq*10 + int64(f[p]-'0')
 		p++
 	}
-	if p == start || p-start > 18 || p >= len(f) || f[p] != '}' {
+	seq, ok := atoi(f[start:p])
+	if !ok || p-start > 18 || p >= len(f) || f[p] != '}' {
 		return 0, nil, nil, 0
 	}
 	return p + 1, streamID, data, seq
