@@ -58,6 +58,14 @@ func TestCallsCountedByMethodAndCode(t *testing.T) {
 	}
 
 	const check = "/grpc.health.v1.Health/Check"
+	// The server counts a call's end after the client has its reply: wait
+	// until the four checks are all counted before reading the figures.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if value(t, svc, "ams_grpc_server_handled_total", []string{"grpc_code", "OK", "grpc_method", check})+
+			value(t, svc, "ams_grpc_server_handled_total", []string{"grpc_code", "NotFound", "grpc_method", check}) >= 4 {
+			break
+		}
+	}
 	for _, c := range []struct {
 		reg  string
 		name string
