@@ -9,7 +9,7 @@
 package frame
 
 import (
-	"unicode/utf8"
+	"bytes"
 
 	"github.com/amsrouter/ams/services/internal/ids"
 	"github.com/amsrouter/ams/services/internal/wireerr"
@@ -78,52 +78,67 @@ func DecodeInto(msg []byte, batch bool, f *Client, fn func(*Client) error) error
 }
 
 func decode(msg []byte, batch bool, f *Client, view bool, fn func(*Client) error) error {
-	if !utf8.Valid(msg) {
-		return errMalformed
-	}
 	i := skipSpace(msg, 0)
+	if i < len(msg) && msg[i] == '[' {
+		if !batch {
+			// Still malformed JSON first: the same code either way.
+			return errMalformed
+		}
+		return decodeBatch(msg, i, f, view, fn)
+	}
+	// skipValue validates the UTF-8 of every string, and outside strings
+	// only ASCII is valid JSON: no separate UTF-8 pass is needed.
 	end, err := skipValue(msg, i, 0)
 	if err != nil || skipSpace(msg, end) != len(msg) {
 		return errMalformed
 	}
-	if msg[i] != '[' {
-		*f = Client{}
-		if err := decodeObject(msg[i:end], f, view); err != nil {
-			return err
-		}
-		return fn(f)
+	*f = Client{}
+	if err := decodeObject(msg[i:end], f, view); err != nil {
+		return err
 	}
-	if !batch {
-		return errMalformed
-	}
-	// Count first: the array's size bound holds before anything happens.
+	return fn(f)
+}
+
+// decodeBatch decodes the array that starts at msg[i]. One validating
+// pass counts its elements and notes where each ends, so the array's size
+// bound and its well-formedness hold before any frame takes effect; the
+// frames are then decoded from the noted spans.
+func decodeBatch(msg []byte, i int, f *Client, view bool, fn func(*Client) error) error {
+	var spans [MaxBatch][2]int32
 	n := 0
-	for j := skipSpace(msg, i+1); j < end-1; {
+	j := skipSpace(msg, i+1)
+	if j < len(msg) && msg[j] == ']' {
+		return errMalformed // empty
+	}
+	for {
+		e, err := skipValue(msg, j, 1)
+		if err != nil || n == MaxBatch {
+			return errMalformed
+		}
+		spans[n] = [2]int32{int32(j), int32(e)}
+		n++
+		j = skipSpace(msg, e)
+		if j >= len(msg) {
+			return errMalformed
+		}
 		if msg[j] == ']' {
 			break
 		}
-		e, _ := skipValue(msg, j, 1)
-		n++
-		j = skipSpace(msg, e)
-		if j < len(msg) && msg[j] == ',' {
-			j = skipSpace(msg, j+1)
+		if msg[j] != ',' {
+			return errMalformed
 		}
+		j = skipSpace(msg, j+1)
 	}
-	if n == 0 || n > MaxBatch {
+	if skipSpace(msg, j+1) != len(msg) {
 		return errMalformed
 	}
-	for j := skipSpace(msg, i+1); j < end-1 && msg[j] != ']'; {
-		e, _ := skipValue(msg, j, 1)
+	for _, sp := range spans[:n] {
 		*f = Client{}
-		if err := decodeObject(msg[j:e], f, view); err != nil {
+		if err := decodeObject(msg[sp[0]:sp[1]], f, view); err != nil {
 			return err
 		}
 		if err := fn(f); err != nil {
 			return err
-		}
-		j = skipSpace(msg, e)
-		if j < len(msg) && msg[j] == ',' {
-			j = skipSpace(msg, j+1)
 		}
 	}
 	return nil
@@ -138,11 +153,11 @@ func decodeObject(b []byte, f *Client, view bool) error {
 	var hasStreams bool
 	i := skipSpace(b, 1)
 	for i < len(b) && b[i] != '}' {
-		ke, _ := skipString(b, i)
+		ke := endString(b, i)
 		key := b[i:ke]
 		i = skipSpace(b, ke)
 		i = skipSpace(b, i+1) // ':'
-		ve, _ := skipValue(b, i, 1)
+		ve := endValue(b, i)
 		val := b[i:ve]
 		k := string(key) // no allocation: compared, not kept
 		if hasEscape(key) {
@@ -237,14 +252,7 @@ func decodeObject(b []byte, f *Client, view bool) error {
 	return nil
 }
 
-func hasEscape(lit []byte) bool {
-	for _, c := range lit {
-		if c == '\\' {
-			return true
-		}
-	}
-	return false
-}
+func hasEscape(lit []byte) bool { return bytes.IndexByte(lit, '\\') >= 0 }
 
 // parseStreamList reads `null` or an array of stream ids and names.
 func parseStreamList(v []byte) (all bool, items []string, err error) {

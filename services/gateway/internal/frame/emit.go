@@ -1,8 +1,6 @@
 package frame
 
 import (
-	"unicode/utf8"
-
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
@@ -20,9 +18,8 @@ var (
 // strings (an unpaired surrogate is bad Unicode; "" is a valid token) and
 // for members (keys compare unescaped; the last of repeated keys wins).
 func DecodeEmitBody(b []byte) ([]string, error) {
-	if !utf8.Valid(b) {
-		return nil, errEmitJSON
-	}
+	// skipValue validates UTF-8 in strings; outside them only ASCII is
+	// valid JSON. After it, ends are found without validating again.
 	i := skipSpace(b, 0)
 	end, err := skipValue(b, i, 0)
 	if err != nil || skipSpace(b, end) != len(b) || b[i] != '{' {
@@ -32,10 +29,10 @@ func DecodeEmitBody(b []byte) ([]string, error) {
 	var hasData, hasList bool
 	obj := b[i:end]
 	for j := skipSpace(obj, 1); j < len(obj) && obj[j] != '}'; {
-		ke, _ := skipString(obj, j)
+		ke := endString(obj, j)
 		key := obj[j:ke]
 		j = skipSpace(obj, skipSpace(obj, ke)+1) // past ':'
-		ve, _ := skipValue(obj, j, 1)
+		ve := endValue(obj, j)
 		switch {
 		case keyIs(key, "data"):
 			data, hasData = obj[j:ve], true
@@ -76,7 +73,7 @@ func DecodeEmitBody(b []byte) ([]string, error) {
 	var out []string
 	j := skipSpace(list, 1)
 	for j < len(list) && list[j] != ']' {
-		e, _ := skipValue(list, j, 1)
+		e := endValue(list, j)
 		s, err := str(list[j:e])
 		if err != nil {
 			return nil, err

@@ -309,3 +309,31 @@ func TestValidMetadata(t *testing.T) {
 		t.Error("metadata with space around it accepted: callers trim it")
 	}
 }
+
+// BenchmarkDecodeIntoBatch decodes an array of 16 tokens of 64 bytes, what
+// a writer streaming at a fixed rate sends in one message.
+func BenchmarkDecodeIntoBatch(b *testing.B) {
+	msg := []byte{'['}
+	for i := range 16 {
+		if i > 0 {
+			msg = append(msg, ',')
+		}
+		msg = append(msg, `{"type":"token","data":"`...)
+		msg = append(msg, strings.Repeat("abcdefgh", 8)...)
+		msg = append(msg, `"}`...)
+	}
+	msg = append(msg, ']')
+	var f Client
+	n := 0
+	fn := func(c *Client) error { n += len(c.Data); return nil }
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := DecodeInto(msg, true, &f, fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n == 0 {
+		b.Fatal("no data")
+	}
+}

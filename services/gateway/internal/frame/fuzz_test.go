@@ -397,3 +397,63 @@ func FuzzDecodeClient(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeSkipsValidatedText: the decoder validates a message once and
+// then finds the ends of keys and values with endString and endValue.
+// Messages whose ends are easy to get wrong (backslash runs before a
+// quote, brackets and quotes inside strings, numbers and literals as the
+// last member, spaces, 256 and 257 elements, a bad element after good
+// ones) decode as the reference model reads them, with Decode and
+// DecodeInto.
+func TestDecodeSkipsValidatedText(t *testing.T) {
+	msgs := []string{
+		`{"type":"token","data":"a\\"}`,
+		`{"type":"token","data":"a\\\\"}`,
+		`{"type":"token","data":"a\\\""}`,
+		`{"type":"token","data":"\"}]","id":"t\\"}`,
+		`{"x":{"a":"}","b":["]","{",{"c":"\""}]},"type":"token","data":"y"}`,
+		`{"type":"token","n":12.5e3,"data":"z","t":true}`,
+		`{"data":"q","f":false,"type":"token","z":null}`,
+		` { "type" : "token" , "data" : "s" , "n" : -1 } `,
+		`{"type":"token","data":"x","id":null }`,
+		`{"type":"token","data":"x","id" : null	, "n":1}`,
+		`{"ty\u0070e":"token","d\"a":"no","data":"yes"}`,
+		`[{"type":"ping"} , {"type":"token","data":"\\"} ]`,
+		`[{"type":"token","data":"1"},{"type":"token","data":"\xff"}]`,
+		`[{"type":"token","data":"1"},{"type":"token","data":"2"},]`,
+		`[{"type":"token","data":"1"}]]`,
+		`[ ]`,
+		`[1,{"type":"ping"}]`,
+		"[" + strings.Repeat(`{"type":"token","data":"\\\"x"},`, 255) + `{"type":"ping"}]`,
+		"[" + strings.Repeat(`{"type":"ping"},`, 256) + `{"type":"ping"}]`,
+	}
+	for _, m := range msgs {
+		for _, batch := range []bool{true, false} {
+			want, wantCode := modelDecode([]byte(m), batch)
+			for _, into := range []bool{false, true} {
+				var got []Client
+				fn := func(c *Client) error {
+					cp := *c
+					cp.Data = strings.Clone(c.Data)
+					got = append(got, cp)
+					return nil
+				}
+				var err error
+				if into {
+					var f Client
+					err = DecodeInto([]byte(m), batch, &f, fn)
+				} else {
+					err = Decode([]byte(m), batch, fn)
+				}
+				if codeOf(err) != wantCode || len(got) != len(want) {
+					t.Fatalf("%q batch=%v into=%v: %d frames, %q; want %d, %q", m, batch, into, len(got), codeOf(err), len(want), wantCode)
+				}
+				for i := range got {
+					if !sameFrame(got[i], want[i]) {
+						t.Fatalf("%q frame %d: %+v, want %+v", m, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"unicode/utf16"
@@ -233,6 +234,65 @@ func skipString(b []byte, i int) (int, error) {
 	return 0, errSyntax
 }
 
+// endString returns the index past the closing quote of the string that
+// starts at b[i] == '"' in text skipValue has already validated: a quote
+// preceded by an even run of backslashes ends it. It finds quotes with
+// bytes.IndexByte instead of validating every byte again.
+func endString(b []byte, i int) int {
+	i++
+	for {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b) // not reached on validated text
+		}
+		i += q
+		bs := 0
+		for j := i - 1; j >= 0 && b[j] == '\\'; j-- {
+			bs++
+		}
+		i++
+		if bs%2 == 0 {
+			return i
+		}
+	}
+}
+
+// endValue returns the index past the value that starts at b[i] in text
+// skipValue has already validated.
+func endValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return endString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = endString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	}
+	// A number or a literal: it ends at a delimiter or at the end.
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}
+
 func unhex(c byte) rune {
 	switch {
 	case c >= '0' && c <= '9':
@@ -253,10 +313,8 @@ func hex4(b []byte) rune {
 // of its bytes instead of a copy.
 func unquoteView(lit []byte) (string, error) {
 	body := lit[1 : len(lit)-1]
-	for _, c := range body {
-		if c == '\\' {
-			return unquote(lit)
-		}
+	if bytes.IndexByte(body, '\\') >= 0 {
+		return unquote(lit)
 	}
 	if len(body) == 0 {
 		return "", nil
