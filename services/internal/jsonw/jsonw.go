@@ -95,13 +95,51 @@ var safe = func() (t [utf8.RuneSelf]bool) {
 	return
 }()
 
+// Plain8 reports whether none of the eight bytes of x (little-endian) is
+// '"', '\\', below 0x20 or above 0x7f: bytes that a JSON string holds as
+// they are, and that a JSON scanner passes over without a look.
+func Plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zeroIn := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	// With no high bit set, (x - 0x20…) & ^x & highs flags exactly the
+	// bytes below 0x20.
+	special := x&highs | (x-0x20*ones)&^x&highs | zeroIn(x^'"'*ones) | zeroIn(x^'\\'*ones)
+	return special == 0
+}
+
+// load8 reads s[i:i+8] little-endian; the compiler makes it one load.
+func load8(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
 // AppendString appends s as a JSON string. Valid UTF-8 passes through
 // unchanged (no HTML escaping), so a string decodes back to the same
 // bytes; invalid bytes become U+FFFD, as encoding/json does.
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
+	slow, win := 0, 8
 	for i := 0; i < len(s); {
+		// Eight plain bytes at a time: the usual token is all of them.
+		// Where eight are not plain, the next win bytes go one by one,
+		// win doubling (to 64) while the tries keep failing, so text
+		// with many escapes or runes does not pay for a try at each byte.
+		if i >= slow {
+			from := i
+			for i+8 <= len(s) && Plain8(load8(s, i)) {
+				i += 8
+			}
+			if i >= len(s) {
+				break
+			}
+			if i > from {
+				win = 8
+			}
+			slow = i + win
+			win = min(2*win, 64)
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if safe[c] {

@@ -7,6 +7,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/amsrouter/ams/services/internal/jsonw"
 )
 
 // errSyntax is any JSON syntax error; its detail is never shown to clients.
@@ -19,17 +21,6 @@ var errSurrogate = errors.New("unpaired surrogate")
 const maxDepth = 256
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// plain8 reports whether none of the eight bytes of x is '"', '\\', below
-// 0x20 or above 0x7f: bytes skipString passes over without a look.
-func plain8(x uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	zeroIn := func(v uint64) uint64 { return (v - ones) & ^v & highs }
-	// With no high bit set, (x - 0x20…) & ^x & highs flags exactly the
-	// bytes below 0x20.
-	special := x&highs | (x-0x20*ones)&^x&highs | zeroIn(x^'"'*ones) | zeroIn(x^'\\'*ones)
-	return special == 0
-}
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && isSpace(b[i]) {
@@ -183,7 +174,7 @@ func skipString(b []byte, i int) (int, error) {
 		// (to 64) while the tries keep failing.
 		if i >= slow {
 			from := i
-			for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			for i+8 <= len(b) && jsonw.Plain8(binary.LittleEndian.Uint64(b[i:])) {
 				i += 8
 			}
 			if i >= len(b) {

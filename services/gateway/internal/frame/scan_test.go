@@ -1,7 +1,6 @@
 package frame
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -54,20 +53,6 @@ func TestSkipStringMatchesEncodingJSON(t *testing.T) {
 		got, err := skipString(b, 0)
 		if (err == nil) != ok || ok && got != want {
 			t.Fatalf("case %d %q: skipString = %d, %v; want %d, valid %v", n, b, got, err, want, ok)
-		}
-	}
-}
-
-func TestPlain8(t *testing.T) {
-	t.Parallel()
-	for c := 0; c < 256; c++ {
-		for pos := range 8 {
-			w := []byte("abcdefgh")
-			w[pos] = byte(c)
-			want := c != '"' && c != '\\' && c >= 0x20 && c < 0x80
-			if got := plain8(binary.LittleEndian.Uint64(w)); got != want {
-				t.Fatalf("plain8 with byte %#x at %d = %v, want %v", c, pos, got, want)
-			}
 		}
 	}
 }
