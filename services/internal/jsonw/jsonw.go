@@ -126,6 +126,8 @@ func AppendString(b []byte, s string) []byte {
 		// Where eight are not plain, the next win bytes go one by one,
 		// win doubling (to 64) while the tries keep failing, so text
 		// with many escapes or runes does not pay for a try at each byte.
+		// frame's skipString has the same loop: one generic helper for
+		// both made the decoder's benchmarks 19–29% slower.
 		if i >= slow {
 			from := i
 			for i+8 <= len(s) && Plain8(load8(s, i)) {
