@@ -93,18 +93,18 @@ func decode(msg []byte, batch bool, f *Client, view bool, fn func(*Client) error
 		return errMalformed
 	}
 	*f = Client{}
-	if err := decodeObject(msg[i:end], f, view); err != nil {
+	if err := decodeObject(msg[i:end], f, view, nil); err != nil {
 		return err
 	}
 	return fn(f)
 }
 
 // decodeBatch decodes the array that starts at msg[i]. One validating
-// pass counts its elements and notes where each ends, so the array's size
-// bound and its well-formedness hold before any frame takes effect; the
-// frames are then decoded from the noted spans.
+// pass counts its elements, so the array's size bound and its
+// well-formedness hold before any frame takes effect; the frames are then
+// decoded in a second pass, each element's end being where decodeObject
+// stopped reading its members.
 func decodeBatch(msg []byte, i int, f *Client, view bool, fn func(*Client) error) error {
-	var spans [MaxBatch][2]int32
 	n := 0
 	j := skipSpace(msg, i+1)
 	if j < len(msg) && msg[j] == ']' {
@@ -115,7 +115,6 @@ func decodeBatch(msg []byte, i int, f *Client, view bool, fn func(*Client) error
 		if err != nil || n == MaxBatch {
 			return errMalformed
 		}
-		spans[n] = [2]int32{int32(j), int32(e)}
 		n++
 		j = skipSpace(msg, e)
 		if j >= len(msg) {
@@ -132,20 +131,26 @@ func decodeBatch(msg []byte, i int, f *Client, view bool, fn func(*Client) error
 	if skipSpace(msg, j+1) != len(msg) {
 		return errMalformed
 	}
-	for _, sp := range spans[:n] {
+	j = skipSpace(msg, i+1)
+	for range n {
+		var e int
 		*f = Client{}
-		if err := decodeObject(msg[sp[0]:sp[1]], f, view); err != nil {
+		if err := decodeObject(msg[j:], f, view, &e); err != nil {
 			return err
 		}
+		e += j
 		if err := fn(f); err != nil {
 			return err
 		}
+		j = skipSpace(msg, e)
+		j = skipSpace(msg, j+1) // past ',' or ']'
 	}
 	return nil
 }
 
-// decodeObject decodes one validated JSON value into f.
-func decodeObject(b []byte, f *Client, view bool) error {
+// decodeObject decodes the validated JSON value that starts b into f and,
+// if end is not nil, sets *end to the index past the object.
+func decodeObject(b []byte, f *Client, view bool, end *int) error {
 	if b[0] != '{' {
 		return errMalformed
 	}
@@ -183,6 +188,9 @@ func decodeObject(b []byte, f *Client, view bool) error {
 		if i < len(b) && b[i] == ',' {
 			i = skipSpace(b, i+1)
 		}
+	}
+	if end != nil {
+		*end = i + 1
 	}
 	if len(typ) == 0 || typ[0] != '"' {
 		return errMalformed
