@@ -158,11 +158,11 @@ func decodeObject(b []byte, f *Client, view bool, end *int) error {
 	var hasStreams bool
 	i := skipSpace(b, 1)
 	for i < len(b) && b[i] != '}' {
-		ke := endString(b, i)
+		ke := StringEnd(b, i)
 		key := b[i:ke]
 		i = skipSpace(b, ke)
 		i = skipSpace(b, i+1) // ':'
-		ve := endValue(b, i)
+		ve := ValueEnd(b, i)
 		val := b[i:ve]
 		k := string(key) // no allocation: compared, not kept
 		if hasEscape(key) {

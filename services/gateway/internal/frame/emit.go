@@ -29,10 +29,10 @@ func DecodeEmitBody(b []byte) ([]string, error) {
 	var hasData, hasList bool
 	obj := b[i:end]
 	for j := skipSpace(obj, 1); j < len(obj) && obj[j] != '}'; {
-		ke := endString(obj, j)
+		ke := StringEnd(obj, j)
 		key := obj[j:ke]
 		j = skipSpace(obj, skipSpace(obj, ke)+1) // past ':'
-		ve := endValue(obj, j)
+		ve := ValueEnd(obj, j)
 		switch {
 		case keyIs(key, "data"):
 			data, hasData = obj[j:ve], true
@@ -73,7 +73,7 @@ func DecodeEmitBody(b []byte) ([]string, error) {
 	var out []string
 	j := skipSpace(list, 1)
 	for j < len(list) && list[j] != ']' {
-		e := endValue(list, j)
+		e := ValueEnd(list, j)
 		s, err := str(list[j:e])
 		if err != nil {
 			return nil, err

@@ -399,7 +399,7 @@ func FuzzDecodeClient(f *testing.F) {
 }
 
 // TestDecodeSkipsValidatedText: the decoder validates a message once and
-// then finds the ends of keys and values with endString and endValue.
+// then finds the ends of keys and values with StringEnd and ValueEnd.
 // Messages whose ends are easy to get wrong (backslash runs before a
 // quote, brackets and quotes inside strings, numbers and literals as the
 // last member, spaces, 256 and 257 elements, a bad element after good

@@ -225,16 +225,17 @@ func skipString(b []byte, i int) (int, error) {
 	return 0, errSyntax
 }
 
-// endString returns the index past the closing quote of the string that
-// starts at b[i] == '"' in text skipValue has already validated: a quote
-// preceded by an even run of backslashes ends it. It finds quotes with
-// bytes.IndexByte instead of validating every byte again.
-func endString(b []byte, i int) int {
+// StringEnd returns the index past the closing quote of the string that
+// starts at b[i] == '"', in JSON known to be well formed (validated by
+// skipValue, or written by this package): a quote after an even run of
+// backslashes ends it. It finds quotes with bytes.IndexByte instead of
+// validating every byte again. It returns -1 if b ends first.
+func StringEnd(b []byte, i int) int {
 	i++
 	for {
 		q := bytes.IndexByte(b[i:], '"')
 		if q < 0 {
-			return len(b) // not reached on validated text
+			return -1
 		}
 		i += q
 		bs := 0
@@ -248,18 +249,24 @@ func endString(b []byte, i int) int {
 	}
 }
 
-// endValue returns the index past the value that starts at b[i] in text
-// skipValue has already validated.
-func endValue(b []byte, i int) int {
+// ValueEnd returns the index past the value that starts at b[i], in JSON
+// known to be well formed, as StringEnd. It returns -1 if b ends first
+// or holds no value at i.
+func ValueEnd(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
 	switch b[i] {
 	case '"':
-		return endString(b, i)
+		return StringEnd(b, i)
 	case '{', '[':
 		depth := 0
 		for i < len(b) {
 			switch b[i] {
 			case '"':
-				i = endString(b, i)
+				if i = StringEnd(b, i); i < 0 {
+					return -1
+				}
 				continue
 			case '{', '[':
 				depth++
@@ -271,17 +278,17 @@ func endValue(b []byte, i int) int {
 			}
 			i++
 		}
-		return i
+		return -1
 	}
 	// A number or a literal: it ends at a delimiter or at the end.
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && !isSpace(b[j]) {
+		j++
 	}
-	return i
+	if j == i {
+		return -1
+	}
+	return j
 }
 
 func unhex(c byte) rune {
@@ -304,7 +311,7 @@ func hex4(b []byte) rune {
 // of its bytes instead of a copy.
 func unquoteView(lit []byte) (string, error) {
 	body := lit[1 : len(lit)-1]
-	if bytes.IndexByte(body, '\\') >= 0 {
+	if hasEscape(body) {
 		return unquote(lit)
 	}
 	if len(body) == 0 {

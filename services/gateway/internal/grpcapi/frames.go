@@ -25,59 +25,6 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// skipString returns the index past the string starting at b[i] == '"',
-// or -1.
-func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return -1
-}
-
-// skipValue returns the index past the value starting at b[i], or -1.
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				e := skipString(b, j)
-				if e < 0 {
-					return -1
-				}
-				j = e - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && skipSpace(b, j) == j {
-		j++
-	}
-	if j == i {
-		return -1
-	}
-	return j
-}
-
 // each calls fn for every element of the array or member of the object in
 // b (open and close give the brackets); key is nil for array elements.
 func each(b []byte, open, close byte, fn func(key, val []byte) error) error {
@@ -95,7 +42,7 @@ func each(b []byte, open, close byte, fn func(key, val []byte) error) error {
 			if i >= len(b) || b[i] != '"' {
 				return errFrame
 			}
-			e := skipString(b, i)
+			e := frame.StringEnd(b, i)
 			if e < 0 {
 				return errFrame
 			}
@@ -106,7 +53,7 @@ func each(b []byte, open, close byte, fn func(key, val []byte) error) error {
 			}
 			i = skipSpace(b, i+1)
 		}
-		e := skipValue(b, i)
+		e := frame.ValueEnd(b, i)
 		if e < 0 {
 			return errFrame
 		}
