@@ -77,6 +77,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	fs := config.New("ams bench "+name, "BENCH", getenv, stderr)
 	var (
 		short, tiny, keep bool
+		traceGW           bool
 		gatewayBin, dir   string
 		gatewayEnv        string
 		profileDir        string
@@ -90,6 +91,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	fs.String(&dir, "dir", "", "parent of the work directory (default: the system temp directory)")
 	fs.Bool(&keep, "keep", false, "keep the work directory (gateway logs, NATS store) after the run")
 	fs.String(&profileDir, "profile", "", "directory to write gateway CPU (and heap) profiles of each measured phase, and the kit's own CPU profile, to")
+	fs.Bool(&traceGW, "trace", false, "with -profile: also an execution trace of each gateway over each measured window (go tool trace), for where a token waits")
 	fs.Int(&sourceIPs, "source-ips", 16, "spread client connections over this many 127.0.0.x source addresses")
 	fs.Duration(&every, "progress", 3*time.Second, "period of progress lines")
 	scale := func() Scale {
@@ -142,6 +144,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	} else {
 		defer os.RemoveAll(work)
 	}
+	if traceGW && profileDir == "" {
+		return errors.New("-trace needs -profile DIR, where the traces go")
+	}
 	if profileDir != "" {
 		if err := os.MkdirAll(profileDir, 0o755); err != nil {
 			return fmt.Errorf("create profile directory: %w", err)
@@ -170,6 +175,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		GatewayBin: gatewayBin,
 		SourceIPs:  sourceIPs,
 		ProfileDir: profileDir,
+		Trace:      traceGW,
 		Worker:     workerCmd,
 		Log:        slog.New(slog.DiscardHandler),
 	}

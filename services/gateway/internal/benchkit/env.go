@@ -47,6 +47,9 @@ type Env struct {
 	// ProfileDir, if set, gets a CPU profile of each gateway over each
 	// measured window, and heap profiles where a scenario takes them.
 	ProfileDir string
+	// Trace, with ProfileDir, also gets an execution trace of each gateway
+	// over each measured window (<label>-<gateway>.trace).
+	Trace bool
 	// Worker builds the command of a client worker process (this program
 	// in worker mode); nil keeps every client in this process.
 	Worker func() *exec.Cmd
@@ -122,6 +125,17 @@ func (e *Env) profile(ctx context.Context, sys *System, label string, d time.Dur
 			}
 			e.Progress.Printf("CPU profile of %s during %s: %s", g.Name, label, path)
 		})
+		if e.Trace {
+			tpath := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name+".trace")
+			e.pending.Go(func() {
+				sleepUntil(ctx, at)
+				if err := fetchProfile(ctx, g.PprofURL+"/debug/pprof/trace?seconds="+strconv.Itoa(secs), tpath); err != nil {
+					e.Progress.Printf("trace %s: %v", tpath, err)
+					return
+				}
+				e.Progress.Printf("execution trace of %s during %s: %s", g.Name, label, tpath)
+			})
+		}
 		// And where its goroutines wait, halfway through: what a phase
 		// that leaves the CPU idle is blocked on.
 		gpath := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name+".goroutine.pprof")

@@ -76,6 +76,35 @@ func loadTable(title string, cols []loadCol) *Table {
 		return fmt.Sprintf("%.0f", r.NATSCPU)
 	}, none)
 	row("kit CPU % (clients, services)", func(r *LoadResult) string { return fmt.Sprintf("%.0f", r.KitCPU) }, none)
+	waitRow := func(name string, f func(CoreWait) string) {
+		row(name, func(r *LoadResult) string {
+			v := func(w CoreWait) string {
+				if w.Pct < 0 {
+					return "?"
+				}
+				return f(w)
+			}
+			gw := "–"
+			if len(r.GatewayWait) > 0 {
+				var s []string
+				for _, w := range r.GatewayWait {
+					s = append(s, v(w))
+				}
+				gw = strings.Join(s, " + ")
+			}
+			nats := v(r.NATSWait)
+			if r.NATSCPU < 0 {
+				nats = "(in kit)"
+			}
+			return gw + " / " + nats + " / " + v(r.KitWait)
+		}, none)
+	}
+	waitRow("waiting for a core, % of the time: gateways / NATS / kit", func(w CoreWait) string {
+		return fmt.Sprintf("%.0f", w.Pct)
+	})
+	waitRow("waiting for a core, µs per run: gateways / NATS / kit", func(w CoreWait) string {
+		return fmt.Sprintf("%.0f", float64(w.PerRun)/1e3)
+	})
 	row("CPU µs per delivery: gateways / all", func(r *LoadResult) string {
 		d := r.DeliveredRate()
 		if d == 0 {

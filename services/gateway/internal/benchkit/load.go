@@ -71,6 +71,11 @@ type LoadResult struct {
 	// NATSCPU is the NATS server's CPU use (its worker process; -1 when it
 	// runs in the kit).
 	NATSCPU float64
+	// GatewayWait, NATSWait and KitWait are how the threads of each
+	// process waited on a run queue for a core during the window; Pct < 0
+	// where it could not be read.
+	GatewayWait       []CoreWait
+	NATSWait, KitWait CoreWait
 	// Undrained is set when not every token reached every reader within
 	// the drain deadline.
 	Undrained bool
@@ -266,6 +271,7 @@ func (r *loadRun) measure(ctx context.Context, label string, pids []int, natsPid
 	cpu0 := cpuOf(pids)
 	nats0, _ := ProcessCPU(natsPid)
 	kit0, _ := ProcessCPU(os.Getpid())
+	wait0 := runDelayOf(append([]int{natsPid, os.Getpid()}, pids...))
 	var lastCount int64
 	lastT := t0
 	for time.Now().Before(r.end) && ctx.Err() == nil {
@@ -281,7 +287,22 @@ func (r *loadRun) measure(ctx context.Context, label string, pids []int, natsPid
 	cpu1 := cpuOf(pids)
 	kit1, _ := ProcessCPU(os.Getpid())
 	nats1, _ := ProcessCPU(natsPid)
+	wait1 := runDelayOf(append([]int{natsPid, os.Getpid()}, pids...))
 	wall := time.Since(t0)
+	waited := func(i int) CoreWait {
+		if wait0[i].wait < 0 || wait1[i].wait < 0 {
+			return CoreWait{Pct: -1}
+		}
+		w := CoreWait{Pct: 100 * float64(wait1[i].wait-wait0[i].wait) / float64(wall)}
+		if n := wait1[i].runs - wait0[i].runs; n > 0 {
+			w.PerRun = (wait1[i].wait - wait0[i].wait) / time.Duration(n)
+		}
+		return w
+	}
+	res.NATSWait, res.KitWait = waited(0), waited(1)
+	for i := range pids {
+		res.GatewayWait = append(res.GatewayWait, waited(2+i))
+	}
 	res.NATSCPU = -1
 	if natsPid != 0 {
 		res.NATSCPU = 100 * float64(nats1-nats0) / float64(wall)
@@ -309,6 +330,34 @@ func (r *loadRun) drain(ctx context.Context, timeout time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+// CoreWait is how a process's threads waited for a core over a window.
+type CoreWait struct {
+	// Pct is the wait in % of the window: 100 when, on average, one of
+	// its threads was ready to run and not running.
+	Pct float64
+	// PerRun is the mean wait before each run on a core.
+	PerRun time.Duration
+}
+
+type runDelay struct {
+	wait time.Duration
+	runs int64
+}
+
+// runDelayOf reads ProcessRunDelay of each pid; wait -1 where it cannot (no
+// process, or a kernel without schedstats).
+func runDelayOf(pids []int) []runDelay {
+	out := make([]runDelay, len(pids))
+	for i, p := range pids {
+		d, n, err := ProcessRunDelay(p)
+		if p == 0 || err != nil {
+			d = -1
+		}
+		out[i] = runDelay{d, n}
+	}
+	return out
 }
 
 func cpuOf(pids []int) []time.Duration {

@@ -43,7 +43,7 @@ func TestSmokeEveryScenario(t *testing.T) {
 	for _, want := range []string{
 		"#### fanout, closed loop", "#### fanout, fixed rate", "#### ingest, one stream as fast as it goes",
 		"#### ingest, one stream at a fixed rate", "#### resume:", "#### idle:", "#### avalanche:", "#### kill:",
-		"#### jitter:", "#### targets", "machine: ",
+		"#### jitter:", "#### targets", "machine: ", "waiting for a core, µs per run",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)

@@ -371,6 +371,37 @@ func ProcessCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// ProcessRunDelay reads how long the threads of a process have waited on
+// a run queue for a core, and how many times they were given one (the
+// second and third fields of each /proc/<pid>/task/<tid>/schedstat),
+// summed over its threads. A thread that exited takes its share with it;
+// Go runtimes rarely end threads.
+func ProcessRunDelay(pid int) (wait time.Duration, runs int64, err error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 3 {
+			return 0, 0, errors.New("malformed schedstat")
+		}
+		ns, err1 := strconv.ParseInt(f[1], 10, 64)
+		n, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, 0, errors.New("malformed schedstat")
+		}
+		wait += time.Duration(ns)
+		runs += n
+	}
+	return wait, runs, nil
+}
+
 // baseEnv is this process's environment without AMS_ variables, so a
 // developer's settings do not leak into the gateways.
 func baseEnv() []string {
