@@ -106,48 +106,42 @@ func (e *Env) cpuGateways(_ *System, gws ...*Gateway) []*Gateway {
 
 // profile captures, in the background, a CPU profile of every gateway of
 // sys over d starting at at, into ProfileDir/<label>-<gateway>.cpu.pprof,
-// and a goroutine profile halfway (<label>-<gateway>.goroutine.pprof).
+// with Trace an execution trace over the same time (….trace), and a
+// goroutine profile halfway (<label>-<gateway>.goroutine.pprof).
 func (e *Env) profile(ctx context.Context, sys *System, label string, d time.Duration, at time.Time) {
 	if e.ProfileDir == "" {
 		return
 	}
-	secs := max(1, int(d/time.Second))
+	secs := strconv.Itoa(max(1, int(d/time.Second)))
 	for _, g := range sys.Gateways {
 		if g.PprofURL == "" {
 			continue
 		}
-		path := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name+".cpu.pprof")
-		e.pending.Go(func() {
-			sleepUntil(ctx, at)
-			if err := fetchProfile(ctx, g.PprofURL+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), path); err != nil {
-				e.Progress.Printf("profile %s: %v", path, err)
-				return
-			}
-			e.Progress.Printf("CPU profile of %s during %s: %s", g.Name, label, path)
-		})
+		base := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name)
+		e.fetchAt(ctx, at, g.PprofURL+"/debug/pprof/profile?seconds="+secs, base+".cpu.pprof",
+			"CPU profile of "+g.Name+" during "+label)
 		if e.Trace {
-			tpath := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name+".trace")
-			e.pending.Go(func() {
-				sleepUntil(ctx, at)
-				if err := fetchProfile(ctx, g.PprofURL+"/debug/pprof/trace?seconds="+strconv.Itoa(secs), tpath); err != nil {
-					e.Progress.Printf("trace %s: %v", tpath, err)
-					return
-				}
-				e.Progress.Printf("execution trace of %s during %s: %s", g.Name, label, tpath)
-			})
+			e.fetchAt(ctx, at, g.PprofURL+"/debug/pprof/trace?seconds="+secs, base+".trace",
+				"execution trace of "+g.Name+" during "+label)
 		}
 		// And where its goroutines wait, halfway through: what a phase
 		// that leaves the CPU idle is blocked on.
-		gpath := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name+".goroutine.pprof")
-		e.pending.Go(func() {
-			sleepUntil(ctx, at.Add(d/2))
-			if err := fetchProfile(ctx, g.PprofURL+"/debug/pprof/goroutine", gpath); err != nil {
-				e.Progress.Printf("profile %s: %v", gpath, err)
-				return
-			}
-			e.Progress.Printf("goroutine profile of %s during %s: %s", g.Name, label, gpath)
-		})
+		e.fetchAt(ctx, at.Add(d/2), g.PprofURL+"/debug/pprof/goroutine", base+".goroutine.pprof",
+			"goroutine profile of "+g.Name+" during "+label)
 	}
+}
+
+// fetchAt saves what u serves, requested at the time at, into path, in the
+// background, and reports it as what.
+func (e *Env) fetchAt(ctx context.Context, at time.Time, u, path, what string) {
+	e.pending.Go(func() {
+		sleepUntil(ctx, at)
+		if err := fetchProfile(ctx, u, path); err != nil {
+			e.Progress.Printf("%s: %s: %v", what, path, err)
+			return
+		}
+		e.Progress.Printf("%s: %s", what, path)
+	})
 }
 
 // heapProfile saves a heap profile of g now.
