@@ -195,6 +195,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	run := func(n string) error {
 		start := time.Now()
 		env.Progress.Printf("scenario %s", n)
+		// What the scenario before wrote to disk is not written back
+		// during this one.
+		env.flushDisk("scenario " + n)
 		var err error
 		switch n {
 		case "fanout":

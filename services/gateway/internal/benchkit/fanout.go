@@ -125,6 +125,7 @@ func loadTable(title string, cols []loadCol) *Table {
 		b := (raw.KitCPU + max(raw.NATSCPU, 0)) / raw.DeliveredRate()
 		return ratio(a, b)
 	})
+	t.Note("Each phase starts after the file system's dirty pages are written to disk (sync), so that JetStream's writes in an earlier phase are not written back during it.")
 	return t
 }
 

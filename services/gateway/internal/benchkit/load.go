@@ -514,6 +514,7 @@ func RunAMSLoad(ctx context.Context, env *Env, sys *System, sh Shape, wgw, rgw *
 
 	// Write.
 	res := &LoadResult{Window: sh.Duration - sh.Warmup}
+	env.flushDisk(label)
 	run.begin()
 	var wg sync.WaitGroup
 	for w, conn := range writers {
@@ -756,6 +757,7 @@ func RunNATSLoad(ctx context.Context, env *Env, sys *System, sh Shape, label str
 	}
 
 	res := &LoadResult{Window: sh.Duration - sh.Warmup}
+	env.flushDisk(label)
 	run.begin()
 	var wg sync.WaitGroup
 	for w, nc := range pubs {
