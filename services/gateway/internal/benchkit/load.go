@@ -271,7 +271,9 @@ func (r *loadRun) measure(ctx context.Context, label string, pids []int, natsPid
 	cpu0 := cpuOf(pids)
 	nats0, _ := ProcessCPU(natsPid)
 	kit0, _ := ProcessCPU(os.Getpid())
-	wait0 := runDelayOf(append([]int{natsPid, os.Getpid()}, pids...))
+	// Run-queue waits of NATS (0), the kit (1) and the gateways (2…).
+	waitPids := append([]int{natsPid, os.Getpid()}, pids...)
+	wait0 := runDelayOf(waitPids)
 	var lastCount int64
 	lastT := t0
 	for time.Now().Before(r.end) && ctx.Err() == nil {
@@ -287,7 +289,7 @@ func (r *loadRun) measure(ctx context.Context, label string, pids []int, natsPid
 	cpu1 := cpuOf(pids)
 	kit1, _ := ProcessCPU(os.Getpid())
 	nats1, _ := ProcessCPU(natsPid)
-	wait1 := runDelayOf(append([]int{natsPid, os.Getpid()}, pids...))
+	wait1 := runDelayOf(waitPids)
 	wall := time.Since(t0)
 	waited := func(i int) CoreWait {
 		if wait0[i].wait < 0 || wait1[i].wait < 0 {
@@ -351,11 +353,13 @@ type runDelay struct {
 func runDelayOf(pids []int) []runDelay {
 	out := make([]runDelay, len(pids))
 	for i, p := range pids {
-		d, n, err := ProcessRunDelay(p)
-		if p == 0 || err != nil {
-			d = -1
+		out[i].wait = -1
+		if p == 0 {
+			continue // NATS runs in the kit
 		}
-		out[i] = runDelay{d, n}
+		if d, n, err := ProcessRunDelay(p); err == nil {
+			out[i] = runDelay{d, n}
+		}
 	}
 	return out
 }
