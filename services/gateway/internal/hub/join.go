@@ -296,6 +296,9 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 				}
 			}
 		}
+		if resumed && rec.Gateway == h.cfg.Gateway && h.resumeHeld(c, conn, sid, &rec, req) {
+			return nil
+		}
 		// A stream this gateway holds (a resume within the grace) is at
 		// the seq it assigned last; others are asked of JetStream.
 		last, held := uint64(0), false
@@ -389,6 +392,53 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 		}
 		return nil
 	}
+}
+
+// resumeHeld resumes a stream this gateway holds under the epoch of its
+// record rec, read from the conversation's watch, when the join would
+// write the record as it is but for the epoch and last seq (same peer
+// identity, link and metadata): the connection becomes its writer
+// (displacing one still attached) with no write of the record, which
+// already names this gateway and epoch. When a reconnect storm
+// brings thousands of a gateway's clients back at once, their joins then
+// cost NATS nothing. It reports false, having changed nothing, when the
+// stream is not held so here (a takeover came first, or the watch is
+// behind); the caller then joins the long way, whose compare-and-set on
+// the record settles any race. A takeover after it reaches this gateway
+// as a handoff of a higher epoch, as it would after a write.
+func (h *Hub) resumeHeld(c *conv, conn *Conn, sid string, rec *presence.Record, req JoinRequest) bool {
+	c.mu.Lock()
+	s := c.streams[sid]
+	if s == nil || !s.announced {
+		c.mu.Unlock()
+		return false
+	}
+	s.wmu.Lock()
+	same := s.wire.Owner == req.AccountID && s.wire.Name == req.StreamName && s.wire.PeerIdentity == req.PeerIdentity &&
+		s.linkID == req.LinkID && s.wire.Metadata == rec.Metadata && (!req.MetadataSet || req.Metadata == rec.Metadata)
+	if !same || !s.local || s.myEpoch != rec.Epoch || s.epoch != rec.Epoch {
+		s.wmu.Unlock()
+		c.mu.Unlock()
+		return false
+	}
+	old := s.writer
+	s.writer = conn
+	released := s.stopGrace()
+	last := s.nextSeq - 1
+	s.wmu.Unlock()
+	conn.own = s
+	own := frame.Stream{ID: sid, Name: req.StreamName, Owner: req.AccountID, Metadata: rec.Metadata,
+		PeerIdentity: req.PeerIdentity, LastSeq: last}
+	c.attach(conn, &own, last, true, req.Cursor)
+	c.mu.Unlock()
+	if old != nil {
+		old.displaced = true
+		old.closeWith(wireerr.StreamDisplaced)
+	}
+	if released {
+		h.release(c)
+	}
+	return true
 }
 
 // heldLast returns the last seq this gateway assigned to a stream it

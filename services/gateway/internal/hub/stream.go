@@ -426,16 +426,25 @@ func (s *stream) giveUp(epoch uint64) (old *Conn, last uint64, held bool) {
 	s.log.reset()
 	s.unstall()
 	s.conv.hub.metrics.streams(-1)
-	inGrace := s.graceTimer != nil
-	if inGrace {
-		s.graceTimer.Stop()
-		s.graceTimer = nil
-	}
+	inGrace := s.stopGrace()
 	s.wmu.Unlock()
 	if inGrace {
 		go s.conv.hub.release(s.conv)
 	}
 	return old, last, true
+}
+
+// stopGrace ends the stream's grace, if one runs, and reports whether the
+// caller now has the conversation reference the grace held: false when
+// there was none, or when the grace's timer already fired (its function,
+// waiting for wmu, releases the reference itself); wmu is held.
+func (s *stream) stopGrace() bool {
+	if s.graceTimer == nil {
+		return false
+	}
+	stopped := s.graceTimer.Stop()
+	s.graceTimer = nil
+	return stopped
 }
 
 // updateRecord rewrites this gateway's record of the stream with fn,
