@@ -2,7 +2,10 @@ package hub
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +114,58 @@ func TestResumeOnHolderWritesNoRecord(t *testing.T) {
 	}
 	if r := refs(); r != 2 {
 		t.Fatalf("%d references after the resume with new metadata, want 2", r)
+	}
+}
+
+// A walk over the served conversations (here the checkpoint) that waits
+// for a busy conversation's lock does not hold the hub's: a join of
+// another conversation goes on meanwhile. It used to wait for the walk.
+func TestWalkWaitingForAConversationDoesNotStopJoins(t *testing.T) {
+	h, _ := startHub(t)
+	ctx := t.Context()
+	newConv := func() *admission.Conversation {
+		return &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
+	}
+	busy := newConv()
+	obs, err := h.Join(ctx, JoinRequest{Conversation: busy, Observer: true, Transport: "test"}, newTestSink())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close(1000, false)
+	c := obs.conv
+	c.mu.Lock()
+	walked := make(chan struct{})
+	go func() {
+		defer close(walked)
+		_ = h.checkpointAll(ctx)
+	}()
+	// The walk is waiting for the conversation's lock.
+	waitUntil(t, func() bool {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "sync.(*Mutex).Lock") && strings.Contains(g, "(*Hub).checkpointAll") {
+				return true
+			}
+		}
+		return false
+	})
+	joined := make(chan error, 1)
+	go func() {
+		conn, err := h.Join(ctx, JoinRequest{Conversation: newConv(), Observer: true, Transport: "test"}, newTestSink())
+		if err == nil {
+			conn.Close(1000, false)
+		}
+		joined <- err
+	}()
+	select {
+	case err = <-joined:
+	case <-time.After(5 * time.Second):
+		err = errors.New("not joined within 5 s")
+	}
+	c.mu.Unlock()
+	<-walked
+	if err != nil {
+		t.Fatalf("a join of another conversation while the walk waited: %v", err)
 	}
 }

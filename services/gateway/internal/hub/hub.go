@@ -292,16 +292,14 @@ func (h *Hub) stopAll() {
 // start the grace of its streams at once. New joins are refused.
 func (h *Hub) Drain(ctx context.Context) {
 	h.draining.Store(true)
-	h.mu.Lock()
 	var conns []*Conn
-	for _, c := range h.convs {
+	for _, c := range h.served() {
 		c.mu.Lock()
 		for conn := range c.conns {
 			conns = append(conns, conn)
 		}
 		c.mu.Unlock()
 	}
-	h.mu.Unlock()
 	for _, conn := range conns {
 		conn.closeWith(wireerr.GoingAway)
 	}
@@ -324,16 +322,14 @@ func (h *Hub) Drain(ctx context.Context) {
 // anything first does the same itself (stream.send); this covers the
 // streams that went quiet.
 func (h *Hub) Reconnected() {
-	h.mu.Lock()
 	var streams []*stream
-	for _, c := range h.convs {
+	for _, c := range h.served() {
 		c.mu.Lock()
 		for _, s := range c.streams {
 			streams = append(streams, s)
 		}
 		c.mu.Unlock()
 	}
-	h.mu.Unlock()
 	total := 0
 	for _, s := range streams {
 		n, err := s.resendLog()
@@ -351,9 +347,8 @@ func (h *Hub) Reconnected() {
 // CloseLink closes every local connection admitted by a revoked link with
 // 4001 link_revoked.
 func (h *Hub) CloseLink(linkID string) {
-	h.mu.Lock()
 	var conns []*Conn
-	for _, c := range h.convs {
+	for _, c := range h.served() {
 		c.mu.Lock()
 		for conn := range c.conns {
 			if conn.linkID == linkID {
@@ -362,7 +357,6 @@ func (h *Hub) CloseLink(linkID string) {
 		}
 		c.mu.Unlock()
 	}
-	h.mu.Unlock()
 	for _, conn := range conns {
 		go conn.closeWith(wireerr.LinkRevoked)
 	}
@@ -558,13 +552,7 @@ func (h *Hub) requestHandoff(ctx context.Context, gw, conversationID, streamID s
 // the conversations served here.
 func (h *Hub) gatewayGone(gw string, since time.Time) {
 	h.log.Info("gateway gone", "gateway", gw)
-	h.mu.Lock()
-	convs := make([]*conv, 0, len(h.convs))
-	for _, c := range h.convs {
-		convs = append(convs, c)
-	}
-	h.mu.Unlock()
-	for _, c := range convs {
+	for _, c := range h.served() {
 		c.mu.Lock()
 		for _, s := range c.streams {
 			if s.gateway == gw && s.announced {
@@ -573,6 +561,20 @@ func (h *Hub) gatewayGone(gw string, since time.Time) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// served lists the conversations served here. A walk over them takes each
+// conversation's lock after hub.mu is let go: a walk that held hub.mu
+// while it waited for a busy conversation (a reconnect storm keeps
+// hundreds busy) would stop every join of every conversation meanwhile.
+func (h *Hub) served() []*conv {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	convs := make([]*conv, 0, len(h.convs))
+	for _, c := range h.convs {
+		convs = append(convs, c)
+	}
+	return convs
 }
 
 // checkpointLoop writes held streams' last seqs to their records.
@@ -592,10 +594,9 @@ func (h *Hub) checkpointLoop(ctx context.Context) {
 }
 
 func (h *Hub) checkpointAll(ctx context.Context) error {
-	h.mu.Lock()
 	var held []*stream
 	observed := map[string]int{}
-	for _, c := range h.convs {
+	for _, c := range h.served() {
 		c.mu.Lock()
 		for _, s := range c.streams {
 			if s.isLocal() {
@@ -608,6 +609,7 @@ func (h *Hub) checkpointAll(ctx context.Context) error {
 		c.mu.Unlock()
 	}
 	// Keep observer counts alive within the bucket's TTL.
+	h.mu.Lock()
 	refresh := time.Since(h.observersRefreshed) > 20*time.Second
 	if refresh {
 		h.observersRefreshed = time.Now()
@@ -631,15 +633,9 @@ func (h *Hub) checkpointAll(ctx context.Context) error {
 // bytes of frames queued for readers and not yet taken by their writers.
 // It takes each lock briefly in turn (for a metrics scrape).
 func (h *Hub) QueuedBytes() int64 {
-	h.mu.Lock()
-	convs := make([]*conv, 0, len(h.convs))
-	for _, c := range h.convs {
-		convs = append(convs, c)
-	}
-	h.mu.Unlock()
 	var n int64
 	var conns []*Conn
-	for _, c := range convs {
+	for _, c := range h.served() {
 		c.mu.Lock()
 		conns = conns[:0]
 		for conn := range c.conns {
