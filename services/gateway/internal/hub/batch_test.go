@@ -3,10 +3,6 @@ package hub
 import (
 	"fmt"
 	"testing"
-	"time"
-
-	"github.com/amsrouter/ams/services/gateway/internal/admission"
-	"github.com/amsrouter/ams/services/internal/ids"
 )
 
 // A writer's tokens emitted together reach a reader in order, as frames
@@ -16,13 +12,8 @@ import (
 func TestEmitTokensBatch(t *testing.T) {
 	h, plane := startHub(t)
 	ctx := t.Context()
-	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
-	rsink := newTestSink()
-	reader, err := h.Join(ctx, JoinRequest{Conversation: info, Observer: true, Transport: "test"}, rsink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close(1000, false)
+	info := newConversation()
+	reader, rsink := joinObserver(t, h, info)
 	w, err := h.Join(ctx, JoinRequest{Conversation: info, AccountID: "acc_01J00000000000000000", StreamName: "w", Transport: "test"}, newTestSink())
 	if err != nil {
 		t.Fatal(err)

@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
-	"github.com/amsrouter/ams/services/internal/ids"
 	"github.com/amsrouter/ams/services/internal/wireerr"
 )
 
@@ -25,13 +23,8 @@ import (
 func TestResumeOnHolderWritesNoRecord(t *testing.T) {
 	h, plane := startHub(t)
 	ctx := t.Context()
-	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
-	rsink := newTestSink()
-	reader, err := h.Join(ctx, JoinRequest{Conversation: info, Observer: true, Transport: "test"}, rsink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close(1000, false)
+	info := newConversation()
+	reader, rsink := joinObserver(t, h, info)
 	join := func(metadata string) (*Conn, *testSink) {
 		t.Helper()
 		sink := newTestSink()
@@ -123,15 +116,7 @@ func TestResumeOnHolderWritesNoRecord(t *testing.T) {
 func TestWalkWaitingForAConversationDoesNotStopJoins(t *testing.T) {
 	h, _ := startHub(t)
 	ctx := t.Context()
-	newConv := func() *admission.Conversation {
-		return &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
-	}
-	busy := newConv()
-	obs, err := h.Join(ctx, JoinRequest{Conversation: busy, Observer: true, Transport: "test"}, newTestSink())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obs.Close(1000, false)
+	obs, _ := joinObserver(t, h, newConversation())
 	c := obs.conv
 	c.mu.Lock()
 	walked := make(chan struct{})
@@ -152,12 +137,13 @@ func TestWalkWaitingForAConversationDoesNotStopJoins(t *testing.T) {
 	})
 	joined := make(chan error, 1)
 	go func() {
-		conn, err := h.Join(ctx, JoinRequest{Conversation: newConv(), Observer: true, Transport: "test"}, newTestSink())
+		conn, err := h.Join(ctx, JoinRequest{Conversation: newConversation(), Observer: true, Transport: "test"}, newTestSink())
 		if err == nil {
 			conn.Close(1000, false)
 		}
 		joined <- err
 	}()
+	var err error
 	select {
 	case err = <-joined:
 	case <-time.After(5 * time.Second):

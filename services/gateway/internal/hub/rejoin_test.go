@@ -5,13 +5,11 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
-	"github.com/amsrouter/ams/services/internal/ids"
 )
 
 // warnings records the messages logged at warning level and above.
@@ -67,7 +65,7 @@ const testAccount = "acc_01J00000000000000000"
 // the conversation, the record's key and its revision.
 func putLeft(t *testing.T, h *Hub, plane *dataplane.Plane, epoch uint64) (*admission.Conversation, string, uint64) {
 	t.Helper()
-	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
+	info := newConversation()
 	streamID := h.deriver.StreamID(info.ID, testAccount, "w")
 	key, err := subject.PresenceKey(info.ID, streamID)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/internal/ids"
@@ -65,6 +66,24 @@ type testSink struct {
 }
 
 func newTestSink() *testSink { return &testSink{wake: make(chan struct{}, 1)} }
+
+// newConversation is the admission of a new conversation.
+func newConversation() *admission.Conversation {
+	return &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
+}
+
+// joinObserver joins an observer to the conversation, closed when the
+// test ends.
+func joinObserver(t *testing.T, h *Hub, info *admission.Conversation) (*Conn, *testSink) {
+	t.Helper()
+	sink := newTestSink()
+	conn, err := h.Join(t.Context(), JoinRequest{Conversation: info, Observer: true, Transport: "test"}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(1000, false) })
+	return conn, sink
+}
 
 func (s *testSink) Wake() {
 	select {

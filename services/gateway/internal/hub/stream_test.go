@@ -13,7 +13,6 @@ import (
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/presence"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
-	"github.com/amsrouter/ams/services/internal/ids"
 )
 
 // testStream is a stream of a new conversation that another gateway
@@ -31,7 +30,7 @@ type testStream struct {
 
 func newTestStream(t *testing.T, h *Hub, plane *dataplane.Plane) *testStream {
 	t.Helper()
-	info := &admission.Conversation{ID: ids.NewConversationID(time.Now()), Namespace: "acme", Alias: "room"}
+	info := newConversation()
 	id := "str_0123456789abcdef0123456789"
 	subj, err := subject.Event(info.ID, id)
 	if err != nil {
