@@ -61,11 +61,13 @@ type Conn struct {
 	batch     bool
 
 	// Guarded by conv.mu.
-	own       *stream // nil for observers
-	selfSub   bool
-	filter    *filter // nil: every stream
-	reads     map[*stream]struct{}
-	displaced bool
+	own     *stream // nil for observers
+	selfSub bool
+	filter  *filter // nil: every stream
+	reads   map[*stream]struct{}
+	// displaced: a newer connection of its stream took the stream over;
+	// set by that join while this connection may be closing.
+	displaced atomic.Bool
 	// ownFrom: with self_subscribe, own events up to this seq were already
 	// published when the connection joined and are not delivered.
 	ownFrom uint64

@@ -618,7 +618,7 @@ func (c *conv) onRecord(rec presence.Record, rev uint64) {
 		// Taken over elsewhere while we still hold it: let go.
 		if rec.Gateway != h.cfg.Gateway {
 			if old, _, held := s.giveUp(rec.Epoch); held && old != nil {
-				old.displaced = true
+				old.displaced.Store(true)
 				go old.closeWith(errDisplaced.Code)
 			}
 		}

@@ -515,7 +515,7 @@ func (h *Hub) onHandoff(m *nats.Msg) {
 			old, last, held := s.giveUp(req.Epoch)
 			reply = handoffReply{LastSeq: last, Held: held}
 			if old != nil {
-				old.displaced = true
+				old.displaced.Store(true)
 				go old.closeWith(wireerr.StreamDisplaced)
 			}
 		}

@@ -432,7 +432,7 @@ func (h *Hub) resumeHeld(c *conv, conn *Conn, sid string, rec *presence.Record, 
 	c.attach(conn, &own, last, true, req.Cursor)
 	c.mu.Unlock()
 	if old != nil {
-		old.displaced = true
+		old.displaced.Store(true)
 		old.closeWith(wireerr.StreamDisplaced)
 	}
 	if released {
@@ -506,7 +506,7 @@ func (h *Hub) takeOver(ctx context.Context, c *conv, sid, gw string, epoch uint6
 		}
 		old, last, _ := s.giveUp(epoch)
 		if old != nil {
-			old.displaced = true
+			old.displaced.Store(true)
 			old.closeWith(wireerr.StreamDisplaced)
 		}
 		return last
@@ -550,7 +550,7 @@ func (h *Hub) detach(conn *Conn, code wireerr.Code) {
 	if !ok {
 		return
 	}
-	if s != nil && !conn.displaced && code.Name != wireerr.StreamDisplaced.Name {
+	if s != nil && !conn.displaced.Load() && code.Name != wireerr.StreamDisplaced.Name {
 		s.wmu.Lock()
 		mine := s.writer == conn
 		if mine {
@@ -573,7 +573,7 @@ func (h *Hub) detachLost(conn *Conn) {
 	if !ok {
 		return
 	}
-	if s != nil && !conn.displaced {
+	if s != nil && !conn.displaced.Load() {
 		s.wmu.Lock()
 		if s.writer == conn {
 			// The connection's reference to the conversation passes to
