@@ -67,6 +67,16 @@ func dial(t testing.TB, link string, o dialOpts) *client {
 // inputs of o but its query.
 func dialURL(t testing.TB, u string, o dialOpts) *client {
 	t.Helper()
+	c, err := tryDialURL(t, u, o)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	return c
+}
+
+// tryDialURL is dialURL returning the dial's error, for a goroutine other
+// than the test's.
+func tryDialURL(t testing.TB, u string, o dialOpts) (*client, error) {
 	h := http.Header{}
 	for k, v := range o.header {
 		h[k] = v
@@ -102,7 +112,7 @@ func dialURL(t testing.TB, u string, o dialOpts) *client {
 	defer cancel()
 	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h, Subprotocols: o.protocols, HTTPClient: o.httpClient})
 	if err != nil {
-		t.Fatalf("dial: %v", err)
+		return nil, err
 	}
 	ws.SetReadLimit(4 << 20)
 	c := &client{t: t, ws: ws, resp: resp, msgs: make(chan msg, 1<<16), done: make(chan struct{})}
@@ -123,7 +133,7 @@ func dialURL(t testing.TB, u string, o dialOpts) *client {
 		}
 		_ = ws.CloseNow()
 	})
-	return c
+	return c, nil
 }
 
 // startReading starts reading a connection dialed with noRead.

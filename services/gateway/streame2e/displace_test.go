@@ -250,6 +250,114 @@ func TestC45LeaveRejoin(t *testing.T) {
 	}
 }
 
+// C44, C50: two connections of one stream that arrive at once, one on the
+// gateway that holds it and one on the other, settle on one writer. A
+// resume on the holder takes a short way that writes no stream record,
+// while one on the other gateway takes the stream over with a record of
+// the next epoch; whatever their order, one connection is displaced
+// (4001), the other writes on with the next seq, and peers on either
+// gateway see no membership frame of the stream. Rounds alternate the
+// reader's gateway and delay the dial to the holder by 0–7 ms, with the
+// first connection still attached or lost.
+func TestC44ConcurrentResumesOnBothGateways(t *testing.T) {
+	t.Parallel()
+	sys := gwtest.Start(t, gwtest.Options{Gateways: 2})
+	_, credA := account(t, sys, "alice")
+	_, credB := account(t, sys, "bob")
+	for _, lost := range []bool{false, true} {
+		name := "attached"
+		if lost {
+			name = "lost"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			displacedFirst := 0
+			for round := range 8 {
+				r := newRoom(t, sys, credA, "alice", fmt.Sprintf("race-%s-%d", name, round))
+				pgw := round % 2
+				p, _ := r.join(t, pgw, dialOpts{credential: credB, streamName: "p"})
+				w, jw := r.join(t, 0, dialOpts{credential: credA, streamName: "w"})
+				p.expect("stream_joined")
+				w.token("a")
+				p.wantTokenOf("w", "a", 1)
+				if lost {
+					_ = w.ws.CloseNow()
+				}
+
+				var cs [2]*client
+				var errs [2]error
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for gw := range 2 {
+					wg.Go(func() {
+						<-start
+						if gw == 0 {
+							// Vary the interleaving, not a synchronisation:
+							// the holder's short way is the faster.
+							time.Sleep(time.Duration(round) * time.Millisecond)
+						}
+						cs[gw], errs[gw] = tryDialURL(t, connectURL(r.linkAt(gw)), dialOpts{credential: credA, streamName: "w"})
+					})
+				}
+				close(start)
+				wg.Wait()
+				for gw, c := range cs {
+					if errs[gw] != nil {
+						t.Fatalf("round %d: dial on gateway %d: %v", round, gw, errs[gw])
+					}
+					j := c.expectMsg("joined")
+					if j.m["stream_id"] != jw["stream_id"] || j.m["resumed"] != true || num(t, j.m, "last_seq") != 1 {
+						t.Fatalf("round %d: joined on gateway %d: %s", round, gw, j.raw)
+					}
+				}
+				if !lost {
+					w.wantCloseAfter(codeLink, "stream_displaced")
+				}
+
+				// One of the two is displaced.
+				var loser int
+				select {
+				case <-cs[0].done:
+					loser = 0
+				case <-cs[1].done:
+					loser = 1
+				case <-time.After(wait):
+					t.Fatalf("round %d: neither connection was displaced within %s", round, wait)
+				}
+				if code, reason := cs[loser].closed(wait); code != codeLink || reason != "stream_displaced" {
+					t.Fatalf("round %d: the connection on gateway %d closed %d %q, want %d stream_displaced", round, loser, code, reason, codeLink)
+				}
+				displacedFirst += loser
+				// The other writes on, to readers on both gateways.
+				sv := cs[1-loser]
+				sv.token("b")
+				p.wantTokenOf("w", "b", 2)
+				q, jq := r.join(t, 1-pgw, dialOpts{credential: credB, streamName: "q"})
+				if got, want := fmt.Sprint(peerNames(t, jq)), "[p w]"; got != want {
+					t.Fatalf("round %d: a later joiner's peers %s, want %s", round, got, want)
+				}
+				sv.expectOf("q", "stream_joined")
+				sv.token("c")
+				p.wantTokenOf("w", "c", 3)
+				// b may not have reached q's gateway when q joined: then
+				// q's joined lists w at seq 1 and b is live for q (C39).
+				for _, peer := range peersOf(t, jq) {
+					if peer["stream_name"] == "w" && num(t, peer, "last_seq") == 1 {
+						q.wantTokenOf("w", "b", 2)
+					}
+				}
+				q.wantTokenOf("w", "c", 3)
+				select {
+				case <-sv.done:
+					t.Fatalf("round %d: the remaining connection on gateway %d closed too: %v", round, 1-loser, sv.closeErr)
+				default:
+				}
+			}
+			t.Logf("the connection on gateway 1 was the one displaced in %d of 8 rounds", displacedFirst)
+		})
+	}
+}
+
 // C50: a connection lost without a close handshake stays present for the
 // 10 s grace, then peers get stream_left; a same-account same-name connect
 // inside the grace resumes it with no stream_left at all.
