@@ -119,23 +119,27 @@ func (e *Env) profile(ctx context.Context, sys *System, label string, d time.Dur
 			continue
 		}
 		base := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name)
-		e.fetchAt(ctx, at, g.PprofURL+"/debug/pprof/profile?seconds="+secs, base+".cpu.pprof",
+		e.fetchAt(ctx, sys, at, g.PprofURL+"/debug/pprof/profile?seconds="+secs, base+".cpu.pprof",
 			"CPU profile of "+g.Name+" during "+label)
 		if e.Trace {
-			e.fetchAt(ctx, at, g.PprofURL+"/debug/pprof/trace?seconds="+secs, base+".trace",
+			e.fetchAt(ctx, sys, at, g.PprofURL+"/debug/pprof/trace?seconds="+secs, base+".trace",
 				"execution trace of "+g.Name+" during "+label)
 		}
 		// And where its goroutines wait, halfway through: what a phase
 		// that leaves the CPU idle is blocked on.
-		e.fetchAt(ctx, at.Add(d/2), g.PprofURL+"/debug/pprof/goroutine", base+".goroutine.pprof",
+		e.fetchAt(ctx, sys, at.Add(d/2), g.PprofURL+"/debug/pprof/goroutine", base+".goroutine.pprof",
 			"goroutine profile of "+g.Name+" during "+label)
 	}
 }
 
 // fetchAt saves what u serves, requested at the time at, into path, in the
-// background, and reports it as what.
-func (e *Env) fetchAt(ctx context.Context, at time.Time, u, path, what string) {
+// background, and reports it as what. sys.Close waits for it: a phase can
+// end before a capture of it does (a CPU profile is whole seconds), or
+// before a capture's time comes, and its gateways must still answer.
+func (e *Env) fetchAt(ctx context.Context, sys *System, at time.Time, u, path, what string) {
+	sys.captures.Add(1)
 	e.pending.Go(func() {
+		defer sys.captures.Done()
 		sleepUntil(ctx, at)
 		if err := fetchProfile(ctx, u, path); err != nil {
 			e.Progress.Printf("%s: %s: %v", what, path, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,41 @@ func TestSmokeEveryScenario(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), progress.String())
+	}
+}
+
+// TestProfilesOfShortPhases takes profiles of phases shorter than the
+// captures (a tiny fixed-rate phase against a CPU profile of whole
+// seconds; an avalanche over before its goroutine profile's time): the
+// gateways stay up until every capture is taken.
+func TestProfilesOfShortPhases(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	worker := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), workerEnv+"=1")
+		return cmd
+	}
+	dir := t.TempDir()
+	for _, scenario := range []string{"fanout", "avalanche"} {
+		var out, progress bytes.Buffer
+		err := Main(ctx, []string{scenario, "-tiny", "-profile", dir}, func(string) string { return "" }, &out, &progress, worker)
+		if err != nil {
+			t.Fatalf("ams bench %s -tiny -profile: %v\nstderr:\n%s", scenario, err, progress.String())
+		}
+		if strings.Contains(progress.String(), "connection refused") {
+			t.Errorf("ams bench %s -tiny -profile: a capture found its gateway gone:\n%s", scenario, progress.String())
+		}
+	}
+	for _, f := range []string{
+		"fanout-2-gateways-fixed-rate-gw-0.cpu.pprof", "fanout-2-gateways-fixed-rate-gw-1.cpu.pprof",
+		"fanout-2-gateways-fixed-rate-gw-1.goroutine.pprof",
+		"avalanche-reconnect-gw-0.cpu.pprof", "avalanche-reconnect-gw-1.goroutine.pprof",
+	} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v (want a non-empty file)", f, err)
+		}
 	}
 }
 

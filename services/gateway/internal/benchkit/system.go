@@ -65,6 +65,8 @@ type System struct {
 	pepper                string
 	stopServices          context.CancelFunc
 	services              sync.WaitGroup
+	// captures counts the profiles of the gateways still to be taken.
+	captures sync.WaitGroup
 }
 
 // StartSystem starts NATS, the services and o.Gateways gateways, and
@@ -145,8 +147,10 @@ func StartSystem(ctx context.Context, o SystemOptions) (_ *System, err error) {
 	return s, nil
 }
 
-// Close stops the gateways (SIGTERM, then SIGKILL), the services and NATS.
+// Close waits for the profiles still to be taken of its gateways, then
+// stops the gateways (SIGTERM, then SIGKILL), the services and NATS.
 func (s *System) Close() {
+	s.captures.Wait()
 	var wg sync.WaitGroup
 	for _, g := range s.Gateways {
 		wg.Go(func() { _ = g.Stop() })
