@@ -24,6 +24,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// testWorker starts this test binary as a client worker.
+func testWorker() *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), workerEnv+"=1")
+	return cmd
+}
+
 // TestSmokeEveryScenario runs every scenario in its tiny size (seconds
 // each) against real gateway processes, so that the kit does not rot. It
 // checks that the kit runs and reports, not the figures.
@@ -31,13 +38,8 @@ func TestSmokeEveryScenario(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	worker := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), workerEnv+"=1")
-		return cmd
-	}
 	var out, progress bytes.Buffer
-	err := Main(ctx, []string{"all", "-tiny", "-progress", "1s"}, func(string) string { return "" }, &out, &progress, worker)
+	err := Main(ctx, []string{"all", "-tiny", "-progress", "1s"}, func(string) string { return "" }, &out, &progress, testWorker)
 	if err != nil {
 		t.Fatalf("ams bench all -tiny: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), progress.String())
 	}
@@ -70,15 +72,10 @@ func TestProfilesOfShortPhases(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	worker := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), workerEnv+"=1")
-		return cmd
-	}
 	dir := t.TempDir()
 	for _, scenario := range []string{"fanout", "avalanche"} {
 		var out, progress bytes.Buffer
-		err := Main(ctx, []string{scenario, "-tiny", "-profile", dir}, func(string) string { return "" }, &out, &progress, worker)
+		err := Main(ctx, []string{scenario, "-tiny", "-profile", dir}, func(string) string { return "" }, &out, &progress, testWorker)
 		if err != nil {
 			t.Fatalf("ams bench %s -tiny -profile: %v\nstderr:\n%s", scenario, err, progress.String())
 		}
