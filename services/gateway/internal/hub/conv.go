@@ -158,7 +158,7 @@ func (c *conv) start(ctx context.Context) {
 	}
 	_ = c.sub.SetPendingLimits(-1, 256<<20)
 	filter, _ := subject.PresenceFilter(c.id)
-	w, err := h.plane.Presence.Watch(ctx, filter)
+	w, err := presence.Watch(h.watchJS, dataplane.PresenceBucket, filter)
 	if err != nil {
 		fail(err)
 		return
@@ -175,15 +175,18 @@ func (c *conv) start(ctx context.Context) {
 	defer loadTimeout.Stop()
 load:
 	for {
-		var e jetstream.KeyValueEntry
+		var e *presence.Entry
 		select {
 		case e = <-w.Updates():
+		case <-w.Done():
+			fail(errors.New("presence watch ended while loading"))
+			return
 		case <-ctx.Done():
-			_ = w.Stop()
+			w.Stop()
 			fail(ctx.Err())
 			return
 		case <-loadTimeout.C:
-			_ = w.Stop()
+			w.Stop()
 			fail(errors.New("presence records not loaded within 10s"))
 			return
 		}
@@ -213,7 +216,7 @@ load:
 		last, err := h.lastSeq(lctx, c.id, recs[i].rec.StreamID, recs[i].rec.LastSeq)
 		if err != nil {
 			lcancel()
-			_ = w.Stop()
+			w.Stop()
 			fail(err)
 			return
 		}
@@ -238,8 +241,8 @@ load:
 }
 
 // watch applies record changes until the conversation stops.
-func (c *conv) watch(ctx context.Context, w jetstream.KeyWatcher) {
-	defer func() { _ = w.Stop() }()
+func (c *conv) watch(ctx context.Context, w *presence.Watcher) {
+	defer w.Stop()
 	sweep := time.NewTicker(pendingTTL / 2)
 	defer sweep.Stop()
 	tail := time.NewTicker(tailTick)
@@ -254,10 +257,9 @@ func (c *conv) watch(ctx context.Context, w jetstream.KeyWatcher) {
 			c.mu.Unlock()
 		case <-tail.C:
 			c.checkTails(ctx)
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
+		case <-w.Done():
+			return
+		case e := <-w.Updates():
 			if e == nil {
 				continue
 			}

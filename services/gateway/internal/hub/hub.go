@@ -196,8 +196,11 @@ type Hub struct {
 	observersRefreshed time.Time
 	handoff            *nats.Subscription
 	emits              *nats.Subscription
-	draining           atomic.Bool
-	wg                 sync.WaitGroup
+	// watchJS is the JetStream context of the conversations' presence
+	// watches (presence.Watch).
+	watchJS  nats.JetStreamContext
+	draining atomic.Bool
+	wg       sync.WaitGroup
 	// stalled is the bytes of events held for resend while NATS is away,
 	// over every stream (bounded by maxStalled).
 	stalled atomic.Int64
@@ -225,6 +228,10 @@ func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Me
 		m.SetTailBytes(h.tails.used.Load)
 	}
 	h.live = presence.NewLiveness(plane.Gateways, cfg.Gateway, cfg.Heartbeat, cfg.DeadAfter, log)
+	var err error
+	if h.watchJS, err = plane.Conn().JetStream(); err != nil {
+		return nil, err
+	}
 	h.live.OnGone(h.gatewayGone)
 	subj, err := subject.Handoff(cfg.Gateway)
 	if err != nil {

@@ -1,0 +1,151 @@
+package presence
+
+import (
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Watcher delivers the entries of the keys of a bucket that match a
+// filter: the newest of each key first, then a nil entry, then every
+// change, as jetstream.KeyValue's watch does. It costs a gateway less for
+// each conversation it serves: nats.go's watch keeps a 256-entry channel
+// (4 KiB) and, given a context, a goroutine that waits for it; this one
+// keeps a small channel and no goroutine but the subscription's own.
+type Watcher struct {
+	sub     *nats.Subscription
+	updates chan *Entry
+	done    chan struct{}
+	stop    sync.Once
+
+	mu                    sync.Mutex
+	initDone              bool
+	received, initPending uint64
+}
+
+// Entry is one entry of a watched bucket.
+type Entry struct {
+	key      string
+	value    []byte
+	revision uint64
+	created  time.Time
+	op       jetstream.KeyValueOp
+}
+
+// Key returns the entry's key, without the bucket's prefix.
+func (e *Entry) Key() string { return e.key }
+
+// Value returns the entry's value.
+func (e *Entry) Value() []byte { return e.value }
+
+// Revision returns the entry's revision (its sequence in the bucket's
+// stream).
+func (e *Entry) Revision() uint64 { return e.revision }
+
+// Created returns when the entry was stored.
+func (e *Entry) Created() time.Time { return e.created }
+
+// Operation returns whether the entry is a put, a delete or a purge.
+func (e *Entry) Operation() jetstream.KeyValueOp { return e.op }
+
+// updatesCap is the watcher's channel: a reader that falls behind holds
+// up the subscription's delivery, not the connection's.
+const updatesCap = 16
+
+// Watch watches the keys of bucket that match filter (a key or a pattern
+// of keys) through js, an ordered consumer of the bucket's stream.
+func Watch(js nats.JetStreamContext, bucket, filter string) (*Watcher, error) {
+	prefix := "$KV." + bucket + "."
+	w := &Watcher{updates: make(chan *Entry, updatesCap), done: make(chan struct{})}
+	update := func(m *nats.Msg) {
+		meta, err := m.Metadata()
+		if err != nil || len(m.Subject) <= len(prefix) {
+			return
+		}
+		e := &Entry{key: m.Subject[len(prefix):], value: m.Data, revision: meta.Sequence.Stream,
+			created: meta.Timestamp, op: opOf(m.Header)}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if !w.send(e) {
+			return
+		}
+		if !w.initDone {
+			w.received++
+			if w.received >= w.initPending || meta.NumPending == 0 {
+				w.initDone = true
+				w.send(nil)
+			}
+		}
+	}
+	// The lock orders the callback after the initial count below.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sub, err := js.Subscribe(prefix+filter, update, nats.BindStream("KV_"+bucket), nats.OrderedConsumer(),
+		nats.DeliverLastPerSubject())
+	if err != nil {
+		return nil, err
+	}
+	w.sub = sub
+	sub.SetClosedHandler(func(string) { w.Stop() })
+	pending, err := sub.InitialConsumerPending()
+	if err == nil {
+		if pending == 0 {
+			w.initDone = true
+			w.send(nil)
+		} else {
+			w.initPending = pending
+		}
+	}
+	return w, nil
+}
+
+// send hands e to the reader, or reports false once the watcher stopped.
+func (w *Watcher) send(e *Entry) bool {
+	select {
+	case w.updates <- e:
+		return true
+	case <-w.done:
+		return false
+	}
+}
+
+// Updates returns the entries: the newest of each key, nil, then each
+// change. It is not closed; Done is, when the watch ends.
+func (w *Watcher) Updates() <-chan *Entry { return w.updates }
+
+// Done is closed when the watcher stopped (Stop, or its subscription
+// closed with the connection).
+func (w *Watcher) Done() <-chan struct{} { return w.done }
+
+// Stop ends the watch. The subscription's callback, if it waits for the
+// reader, lets go.
+func (w *Watcher) Stop() {
+	w.stop.Do(func() {
+		close(w.done)
+		if w.sub != nil {
+			_ = w.sub.Unsubscribe()
+		}
+	})
+}
+
+// opOf is the operation an entry's headers name (a put has none).
+func opOf(h nats.Header) jetstream.KeyValueOp {
+	if len(h) == 0 {
+		return jetstream.KeyValuePut
+	}
+	switch h.Get("KV-Operation") {
+	case "DEL":
+		return jetstream.KeyValueDelete
+	case "PURGE":
+		return jetstream.KeyValuePurge
+	}
+	switch h.Get(jetstream.MarkerReasonHeader) {
+	case "MaxAge", "Purge":
+		return jetstream.KeyValuePurge
+	case "Remove":
+		return jetstream.KeyValueDelete
+	}
+	return jetstream.KeyValuePut
+}
