@@ -10,7 +10,7 @@ import (
 
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
-	"github.com/amsrouter/ams/services/internal/natsserver"
+	"github.com/amsrouter/ams/services/internal/natsserver/natstest"
 )
 
 // publishBatch publishes the events of seqs from..to of stream s as one
@@ -168,18 +168,8 @@ func TestReplaySearchLookups(t *testing.T) {
 // Replays can read on a connection of their own (Config.ReadConn), apart
 // from the one that publishes and keeps the records.
 func TestReplayOnReadConn(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	conns := make([]*nats.Conn, 2)
-	for i := range conns {
-		if conns[i], err = nats.Connect("", srv.ConnectOption()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(conns[i].Close)
-	}
+	srv := natstest.Start(t)
+	conns := []*nats.Conn{natstest.ConnectTo(t, srv), natstest.ConnectTo(t, srv)}
 	p, err := Open(t.Context(), conns[0], Config{Memory: true, ReadConn: conns[1]})
 	if err != nil {
 		t.Fatal(err)

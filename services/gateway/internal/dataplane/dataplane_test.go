@@ -6,25 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/gateway/internal/subject"
-	"github.com/amsrouter/ams/services/internal/natsserver"
+	"github.com/amsrouter/ams/services/internal/natsserver/natstest"
 )
 
 func startPlane(t testing.TB, cfg Config) *Plane {
 	t.Helper()
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect("", srv.ConnectOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t)
 	p, err := Open(context.Background(), nc, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/amsrouter/ams/services/gateway/internal/admission"
 	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 	"github.com/amsrouter/ams/services/gateway/internal/frame"
 	"github.com/amsrouter/ams/services/internal/ids"
-	"github.com/amsrouter/ams/services/internal/natsserver"
+	"github.com/amsrouter/ams/services/internal/natsserver/natstest"
 )
 
 // startHub runs a hub on an embedded NATS server of its own.
@@ -33,16 +31,7 @@ func startHubLog(t *testing.T, log slog.Handler) (*Hub, *dataplane.Plane) {
 // cfg.
 func startHubWith(t *testing.T, log slog.Handler, cfg Config) (*Hub, *dataplane.Plane) {
 	t.Helper()
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect("", srv.ConnectOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t)
 	plane, err := dataplane.Open(t.Context(), nc, dataplane.Config{Memory: true})
 	if err != nil {
 		t.Fatal(err)

@@ -5,10 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/amsrouter/ams/services/internal/natsserver"
+	"github.com/amsrouter/ams/services/internal/natsserver/natstest"
 )
 
 // watched is what a test compares of an entry.
@@ -23,16 +22,7 @@ type watched struct {
 // then puts and deletes, and nothing of other keys.
 func TestWatchDeliversWhatKVWatchDoes(t *testing.T) {
 	ctx := t.Context()
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect("", srv.ConnectOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -113,16 +103,7 @@ func TestWatchDeliversWhatKVWatchDoes(t *testing.T) {
 // full and the subscription's callback waiting to deliver.
 func TestWatchStopsWithAFullChannel(t *testing.T) {
 	ctx := t.Context()
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect("", srv.ConnectOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t)
 	js, _ := jetstream.New(nc)
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "W"})
 	if err != nil {
