@@ -51,9 +51,12 @@ type conv struct {
 	readyErr error
 	cancel   context.CancelFunc
 	sub      *nats.Subscription
+	w        *presence.Watcher // set before ready is closed
 
-	mu   sync.Mutex
-	tick uint64
+	mu sync.Mutex
+	// ticks counts the hub's ticks while the conversation is served
+	// (tick): the clock of its streams' tail checks.
+	ticks uint64
 	// recRev is, per stream id, the newest presence record revision this
 	// gateway has applied or written. It outlives the stream's entry, so
 	// the watch's late echo of an older record (a join this gateway wrote
@@ -70,6 +73,13 @@ type conv struct {
 	observers int
 	pending   map[string][]pendingEvent
 	stopped   bool
+	// While the records load (start), the watch's entries are kept in
+	// early, the first initial of them the newest of each key; loaded is
+	// closed at the watch's marker.
+	loading bool
+	early   []*presence.Entry
+	initial int
+	loaded  chan struct{}
 }
 
 // watchedRecord is what a join reads of a stream's record (joinWriter),
@@ -117,7 +127,7 @@ type pendingEvent struct {
 
 func newConv(h *Hub, info *admission.Conversation) *conv {
 	return &conv{
-		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {}, tick: 1,
+		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {}, ticks: 1,
 		streams: map[string]*stream{}, conns: map[*Conn]struct{}{}, pending: map[string][]pendingEvent{},
 		recRev: map[string]uint64{}, revCh: make(chan struct{}), records: map[string]*watchedRecord{},
 	}
@@ -158,12 +168,36 @@ func (c *conv) start(ctx context.Context) {
 	}
 	_ = c.sub.SetPendingLimits(-1, 256<<20)
 	filter, _ := subject.PresenceFilter(c.id)
-	w, err := presence.Watch(h.watchJS, dataplane.PresenceBucket, filter)
+	// The watch's entries come to c.watchEntry on its subscription's
+	// goroutine. Until the records are loaded they are kept in c.early;
+	// the nil marker closes loaded.
+	loaded := make(chan struct{})
+	c.mu.Lock()
+	c.loading, c.loaded = true, loaded
+	c.mu.Unlock()
+	w, err := presence.Watch(h.watchJS, dataplane.PresenceBucket, filter, c.watchEntry)
 	if err != nil {
 		fail(err)
 		return
 	}
-	// Initial records, then the live stream of changes.
+	c.w = w
+	loadTimeout := time.NewTimer(10 * time.Second)
+	defer loadTimeout.Stop()
+	select {
+	case <-loaded:
+	case <-w.Done():
+		fail(errors.New("presence watch ended while loading"))
+		return
+	case <-ctx.Done():
+		w.Stop()
+		fail(ctx.Err())
+		return
+	case <-loadTimeout.C:
+		w.Stop()
+		fail(errors.New("presence records not loaded within 10s"))
+		return
+	}
+	// Initial records: the newest of each key, before the marker.
 	type initial struct {
 		key  string
 		rec  presence.Record
@@ -171,28 +205,10 @@ func (c *conv) start(ctx context.Context) {
 		last uint64 // a live stream's newest retained seq
 	}
 	var recs, ended []initial
-	loadTimeout := time.NewTimer(10 * time.Second)
-	defer loadTimeout.Stop()
-load:
-	for {
-		var e *presence.Entry
-		select {
-		case e = <-w.Updates():
-		case <-w.Done():
-			fail(errors.New("presence watch ended while loading"))
-			return
-		case <-ctx.Done():
-			w.Stop()
-			fail(ctx.Err())
-			return
-		case <-loadTimeout.C:
-			w.Stop()
-			fail(errors.New("presence records not loaded within 10s"))
-			return
-		}
-		if e == nil {
-			break load
-		}
+	c.mu.Lock()
+	first := c.early[:c.initial]
+	c.mu.Unlock()
+	for _, e := range first {
 		if e.Operation() != jetstream.KeyValuePut {
 			continue
 		}
@@ -235,52 +251,52 @@ load:
 	for _, r := range slices.Concat(ended, recs) {
 		c.watched(r.key, r.rec, r.rev)
 	}
+	// Then the changes that came while loading, in order; later ones
+	// are applied as they come.
+	for _, e := range c.early[c.initial:] {
+		c.applyEntry(e)
+	}
+	c.loading, c.early, c.loaded = false, nil, nil
 	c.mu.Unlock()
 	close(c.ready)
-	c.watch(ctx, w)
 }
 
-// watch applies record changes until the conversation stops.
-func (c *conv) watch(ctx context.Context, w *presence.Watcher) {
-	defer w.Stop()
-	sweep := time.NewTicker(pendingTTL / 2)
-	defer sweep.Stop()
-	tail := time.NewTicker(tailTick)
-	defer tail.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-sweep.C:
-			c.mu.Lock()
-			c.sweepPending()
-			c.mu.Unlock()
-		case <-tail.C:
-			c.checkTails(ctx)
-		case <-w.Done():
-			return
-		case e := <-w.Updates():
-			if e == nil {
-				continue
-			}
-			c.hub.metrics.presenceLag(e.Created())
-			c.mu.Lock()
-			if e.Operation() == jetstream.KeyValuePut {
-				if rec, err := presence.Decode(e.Value()); err == nil {
-					c.onRecord(rec, e.Revision())
-					c.watched(e.Key(), rec, e.Revision())
-				} else {
-					// A join reads it from NATS, and fails as it would have.
-					delete(c.records, e.Key())
-				}
-			} else {
-				delete(c.records, e.Key())
-				if s := c.streamOfKey(e.Key()); s != nil && s.announced {
-					c.beginLeave(s, s.info.LastSeq)
-				}
-			}
-			c.mu.Unlock()
+// watchEntry takes one entry of the conversation's presence watch, on the
+// watch's goroutine: kept while the records load, applied after.
+func (c *conv) watchEntry(e *presence.Entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.stopped:
+	case e == nil:
+		if c.loading && c.loaded != nil {
+			c.initial = len(c.early)
+			close(c.loaded)
+			c.loaded = nil
 		}
+	case c.loading:
+		c.early = append(c.early, e)
+	default:
+		c.applyEntry(e)
+	}
+}
+
+// applyEntry applies a change of a record; c.mu is held.
+func (c *conv) applyEntry(e *presence.Entry) {
+	c.hub.metrics.presenceLag(e.Created())
+	if e.Operation() == jetstream.KeyValuePut {
+		if rec, err := presence.Decode(e.Value()); err == nil {
+			c.onRecord(rec, e.Revision())
+			c.watched(e.Key(), rec, e.Revision())
+		} else {
+			// A join reads it from NATS, and fails as it would have.
+			delete(c.records, e.Key())
+		}
+		return
+	}
+	delete(c.records, e.Key())
+	if s := c.streamOfKey(e.Key()); s != nil && s.announced {
+		c.beginLeave(s, s.info.LastSeq)
 	}
 }
 
@@ -299,6 +315,9 @@ func (c *conv) stop() {
 	<-c.ready
 	if c.sub != nil {
 		_ = c.sub.Unsubscribe()
+	}
+	if c.w != nil {
+		c.w.Stop()
 	}
 	c.mu.Lock()
 	c.stopped = true
@@ -424,7 +443,7 @@ func (c *conv) apply(s *stream, f []byte, seq uint64, ingest int64) {
 		s.tail.add(f, seq, time.Now().UnixNano(), &c.hub.tails)
 	}
 	s.echoed.Store(seq)
-	s.lastTick = c.tick
+	s.lastTick = c.ticks
 	if frame.KindOf(f) == frame.KindMetadata {
 		if md, ok := frame.Member(f, "metadata"); ok {
 			s.info.Metadata = string(md)
@@ -646,42 +665,59 @@ func (c *conv) onRecord(rec presence.Record, rev uint64) {
 	}
 }
 
-// checkTails compares the newest stored seq of each stream quiet for two
-// ticks with what was delivered here, and reads back what is missing.
-func (c *conv) checkTails(ctx context.Context) {
+// quietStream is a stream whose tail a tick found due for a check, and
+// that tick.
+type quietStream struct {
+	s    *stream
+	tick uint64
+}
+
+// tick is the conversation's share of a tick of the hub (tickLoop): tails
+// of streams quiet long enough let go of their events, streams quiet for
+// two ticks are appended to quiet for a check of their newest stored seq,
+// and, when sweep is set, events held for streams never announced expire.
+// A conversation still loading or stopped is left alone.
+func (c *conv) tick(quiet []quietStream, sweep bool) []quietStream {
 	c.mu.Lock()
-	c.tick++
-	tick := c.tick
-	var quiet []*stream
+	defer c.mu.Unlock()
+	if c.loading || c.stopped {
+		return quiet
+	}
+	c.ticks++
 	for _, s := range c.streams {
-		if s.tail.ev != nil && c.tick-s.lastTick >= c.hub.tailQuietTicks {
+		if s.tail.ev != nil && c.ticks-s.lastTick >= c.hub.tailQuietTicks {
 			s.tail.free(&c.hub.tails)
 		}
-		if s.announced && s.checkedTick < s.lastTick && c.tick-s.lastTick >= 2 {
-			s.checkedTick = c.tick
-			quiet = append(quiet, s)
+		if s.announced && s.checkedTick < s.lastTick && c.ticks-s.lastTick >= 2 {
+			s.checkedTick = c.ticks
+			quiet = append(quiet, quietStream{s, c.ticks})
 		}
 	}
-	c.mu.Unlock()
-	for _, s := range quiet {
-		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		last, err := c.hub.plane.LastSeq(qctx, s.subj)
-		cancel()
-		if err != nil {
-			// Not checked after all: the next tick tries again.
-			c.mu.Lock()
-			if s.checkedTick == tick {
-				s.checkedTick = 0
-			}
-			c.mu.Unlock()
-			continue
+	if sweep {
+		c.sweepPending()
+	}
+	return quiet
+}
+
+// checkTail compares the newest stored seq of a quiet stream with what
+// was delivered here, and reads back what is missing.
+func (c *conv) checkTail(ctx context.Context, q quietStream) {
+	s := q.s
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	last, err := c.hub.plane.LastSeq(qctx, s.subj)
+	cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		// Not checked after all: the next tick tries again.
+		if s.checkedTick == q.tick {
+			s.checkedTick = 0
 		}
-		c.mu.Lock()
-		if s.announced && last > s.info.LastSeq {
-			s.tailTarget = max(s.tailTarget, last)
-			c.startRepair(s)
-		}
-		c.mu.Unlock()
+		return
+	}
+	if !c.stopped && s.announced && last > s.info.LastSeq {
+		s.tailTarget = max(s.tailTarget, last)
+		c.startRepair(s)
 	}
 }
 
@@ -690,7 +726,7 @@ func (c *conv) checkTails(ctx context.Context) {
 // Events that arrived first are delivered after. c.mu is held.
 func (c *conv) announce(s *stream) {
 	s.announced = true
-	s.lastTick = c.tick
+	s.lastTick = c.ticks
 	f := frame.AppendStreamJoined(nil, &s.info)
 	for conn := range c.conns {
 		if conn.own != s {

@@ -59,6 +59,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -261,11 +262,8 @@ func (h *Hub) Retention() (maxAgeMs, maxEvents int64) {
 // Run heartbeats, watches gateway liveness and checkpoints held streams
 // until ctx is done.
 func (h *Hub) Run(ctx context.Context) error {
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		h.checkpointLoop(ctx)
-	}()
+	h.wg.Go(func() { h.checkpointLoop(ctx) })
+	h.wg.Go(func() { h.tickLoop(ctx) })
 	err := h.live.Run(ctx)
 	h.stopAll()
 	h.wg.Wait()
@@ -575,13 +573,70 @@ func (h *Hub) gatewayGone(gw string, since time.Time) {
 // while it waited for a busy conversation (a reconnect storm keeps
 // hundreds busy) would stop every join of every conversation meanwhile.
 func (h *Hub) served() []*conv {
+	return h.appendServed(nil)
+}
+
+// appendServed appends the conversations served to dst.
+func (h *Hub) appendServed(dst []*conv) []*conv {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	convs := make([]*conv, 0, len(h.convs))
+	dst = slices.Grow(dst, len(h.convs))
 	for _, c := range h.convs {
-		convs = append(convs, c)
+		dst = append(dst, c)
 	}
-	return convs
+	return dst
+}
+
+// tailCheckers bounds the tail checks of one tick that wait on JetStream
+// at once.
+const tailCheckers = 8
+
+// tickLoop does the conversations' periodic work on one goroutine for the
+// gateway, not one each: every tailTick it ticks each conversation (tail
+// checks, and every pendingTTL/2 the sweep of held events), then checks
+// the quiet streams' tails, up to tailCheckers at once.
+func (h *Hub) tickLoop(ctx context.Context) {
+	t := time.NewTicker(tailTick)
+	defer t.Stop()
+	sweepEvery := uint64(max(pendingTTL/2/tailTick, 1))
+	var (
+		n     uint64
+		convs []*conv
+		quiet []quietStream
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n++
+		convs = h.appendServed(convs[:0])
+		quiet = quiet[:0]
+		for _, c := range convs {
+			quiet = c.tick(quiet, n%sweepEvery == 0)
+		}
+		clear(convs) // no conversation is kept alive until the next tick
+		h.checkTails(ctx, quiet)
+		clear(quiet)
+	}
+}
+
+// checkTails checks the tails of quiet streams, up to tailCheckers at
+// once, and returns when all are done.
+func (h *Hub) checkTails(ctx context.Context, quiet []quietStream) {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(len(quiet), tailCheckers) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(quiet)); i = next.Add(1) - 1 {
+				quiet[i].s.conv.checkTail(ctx, quiet[i])
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // checkpointLoop writes held streams' last seqs to their records.

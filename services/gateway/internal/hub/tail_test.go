@@ -207,3 +207,28 @@ func TestTailFreed(t *testing.T) {
 		t.Fatalf("after the conversation stopped: tail closed %v, %d bytes used", closed, h.tails.used.Load())
 	}
 }
+
+// Events stored in JetStream that never came through the gateway's
+// subscription (published while it subscribed, or lost with a NATS
+// connection) are read back once their stream is quiet for two ticks:
+// the hub's tick loop checks the tails of every conversation it serves.
+func TestTailCheckReadsBackLostEvents(t *testing.T) {
+	h, plane := startHubWith(t, slog.DiscardHandler, Config{Gateway: "gw-test"})
+	ts := newTestStream(t, h, plane)
+	sink, conn := ts.observe(-1)
+	ts.live(0)
+	c := ts.announced()
+	ts.publish(1, 2)
+	if got := sink.tokens(t, conn, 2); fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("live tokens %v, want 1 and 2", got)
+	}
+	// Seqs 3 to 5 reach JetStream but not this gateway.
+	if err := c.sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	ts.publish(3, 5)
+	ts.waitStored(5)
+	if got := sink.tokens(t, conn, 3); fmt.Sprint(got) != "[3 4 5]" {
+		t.Fatalf("tokens read back %v, want 3, 4 and 5", got)
+	}
+}

@@ -2,6 +2,7 @@ package presence
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,13 +13,15 @@ import (
 // filter: the newest of each key first, then a nil entry, then every
 // change, as jetstream.KeyValue's watch does. It costs a gateway less for
 // each conversation it serves: nats.go's watch keeps a 256-entry channel
-// (4 KiB) and, given a context, a goroutine that waits for it; this one
-// keeps a small channel and no goroutine but the subscription's own.
+// (4 KiB) and, given a context, a goroutine that waits for it, and its
+// reader needs a goroutine of its own; this one hands each entry to a
+// function on the subscription's goroutine, and keeps no other.
 type Watcher struct {
 	sub     *nats.Subscription
-	updates chan *Entry
+	fn      func(*Entry)
 	done    chan struct{}
 	stop    sync.Once
+	stopped atomic.Bool
 
 	mu                    sync.Mutex
 	initDone              bool
@@ -50,15 +53,15 @@ func (e *Entry) Created() time.Time { return e.created }
 // Operation returns whether the entry is a put, a delete or a purge.
 func (e *Entry) Operation() jetstream.KeyValueOp { return e.op }
 
-// updatesCap is the watcher's channel: a reader that falls behind holds
-// up the subscription's delivery, not the connection's.
-const updatesCap = 16
-
 // Watch watches the keys of bucket that match filter (a key or a pattern
-// of keys) through js, an ordered consumer of the bucket's stream.
-func Watch(js nats.JetStreamContext, bucket, filter string) (*Watcher, error) {
+// of keys) through js, an ordered consumer of the bucket's stream. fn gets
+// the entries in order on the subscription's goroutine, one at a time:
+// the newest of each key, nil, then each change. A slow fn holds up this
+// watch's delivery only. After Stop returns fn is not called again, but
+// for a call already under way.
+func Watch(js nats.JetStreamContext, bucket, filter string, fn func(*Entry)) (*Watcher, error) {
 	prefix := "$KV." + bucket + "."
-	w := &Watcher{updates: make(chan *Entry, updatesCap), done: make(chan struct{})}
+	w := &Watcher{fn: fn, done: make(chan struct{})}
 	update := func(m *nats.Msg) {
 		meta, err := m.Metadata()
 		if err != nil || len(m.Subject) <= len(prefix) {
@@ -101,28 +104,24 @@ func Watch(js nats.JetStreamContext, bucket, filter string) (*Watcher, error) {
 	return w, nil
 }
 
-// send hands e to the reader, or reports false once the watcher stopped.
+// send hands e to fn, or reports false once the watcher stopped; w.mu is
+// held, which keeps the calls one at a time.
 func (w *Watcher) send(e *Entry) bool {
-	select {
-	case w.updates <- e:
-		return true
-	case <-w.done:
+	if w.stopped.Load() {
 		return false
 	}
+	w.fn(e)
+	return true
 }
-
-// Updates returns the entries: the newest of each key, nil, then each
-// change. It is not closed; Done is, when the watch ends.
-func (w *Watcher) Updates() <-chan *Entry { return w.updates }
 
 // Done is closed when the watcher stopped (Stop, or its subscription
 // closed with the connection).
 func (w *Watcher) Done() <-chan struct{} { return w.done }
 
-// Stop ends the watch. The subscription's callback, if it waits for the
-// reader, lets go.
+// Stop ends the watch.
 func (w *Watcher) Stop() {
 	w.stop.Do(func() {
+		w.stopped.Store(true)
 		close(w.done)
 		if w.sub != nil {
 			_ = w.sub.Unsubscribe()

@@ -2,6 +2,7 @@ package presence
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,7 +47,8 @@ func TestWatchDeliversWhatKVWatchDoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := Watch(legacy, "W", "c1.*")
+	ours := make(chan *Entry, 64)
+	w, err := Watch(legacy, "W", "c1.*", func(e *Entry) { ours <- e })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func TestWatchDeliversWhatKVWatchDoes(t *testing.T) {
 		t.Helper()
 		deadline := time.After(10 * time.Second)
 		select {
-		case e := <-w.Updates():
+		case e := <-ours:
 			if e != nil {
 				got = &watched{e.Key(), string(e.Value()), e.Revision(), e.Operation()}
 			}
@@ -99,9 +101,9 @@ func TestWatchDeliversWhatKVWatchDoes(t *testing.T) {
 	same("changes", 3) // c1.b=y, c1.a deleted, c1.b purged
 }
 
-// Stop lets go of a watch whose reader stopped reading, with its channel
-// full and the subscription's callback waiting to deliver.
-func TestWatchStopsWithAFullChannel(t *testing.T) {
+// Stop returns while the function is busy with an entry, and the entries
+// queued behind it are not delivered.
+func TestWatchStopsWithEntriesQueued(t *testing.T) {
 	ctx := t.Context()
 	nc := natstest.Connect(t)
 	js, _ := jetstream.New(nc)
@@ -110,39 +112,69 @@ func TestWatchStopsWithAFullChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	legacy, _ := nc.JetStream()
-	w, err := Watch(legacy, "W", "c.*")
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	marker, busy, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	w, err := Watch(legacy, "W", "c.*", func(e *Entry) {
+		if e == nil {
+			close(marker)
+			return
+		}
+		mu.Lock()
+		keys = append(keys, e.Key())
+		first := len(keys) == 1
+		mu.Unlock()
+		if first {
+			close(busy)
+			<-release
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := <-w.Updates(); e != nil {
-		t.Fatalf("first entry of an empty bucket %v, want the nil marker", e.Key())
-	}
-	for i := range 3 * updatesCap {
+	exited := make(chan struct{})
+	w.sub.SetClosedHandler(func(string) { w.Stop(); close(exited) })
+	<-marker
+	for i := range 3 {
 		if _, err := kv.PutString(ctx, fmt.Sprintf("c.k%d", i), "v"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Wait until the channel is full: the callback is then blocked.
-	for deadline := time.Now().Add(10 * time.Second); len(w.Updates()) < updatesCap; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d entries queued after 10s, want %d", len(w.Updates()), updatesCap)
+	<-busy
+	// Wait until messages are queued behind the busy call: the other two
+	// entries, or the consumer's own.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if n, _, _ := w.sub.Pending(); n >= 2 {
+			break
 		}
-		time.Sleep(time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("two entries not queued within 10s")
+		}
 	}
 	stopped := make(chan struct{})
 	go func() { w.Stop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(10 * time.Second):
-		t.Fatal("Stop did not return within 10s")
+		t.Fatal("Stop did not return within 10s while the function was busy")
 	}
 	select {
 	case <-w.Done():
 	default:
 		t.Fatal("Done not closed after Stop")
 	}
-	if w.sub.IsValid() {
-		t.Fatal("the subscription is still valid after Stop")
+	close(release)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the subscription's delivery did not end within 10s of Stop")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(keys) != 1 {
+		t.Fatalf("entries delivered %v, want only the one under way at Stop", keys)
 	}
 }
 
