@@ -674,10 +674,11 @@ type quietStream struct {
 
 // tick is the conversation's share of a tick of the hub (tickLoop): tails
 // of streams quiet long enough let go of their events, streams quiet for
-// two ticks are appended to quiet for a check of their newest stored seq,
-// and, when sweep is set, events held for streams never announced expire.
-// A conversation still loading or stopped is left alone.
-func (c *conv) tick(quiet []quietStream, sweep bool) []quietStream {
+// two ticks are appended to quiet for a check of their newest stored seq
+// (when check is set: NATS is connected), and, when sweep is set, events
+// held for streams never announced expire. A conversation still loading
+// or stopped is left alone.
+func (c *conv) tick(quiet []quietStream, check, sweep bool) []quietStream {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.loading || c.stopped {
@@ -688,7 +689,7 @@ func (c *conv) tick(quiet []quietStream, sweep bool) []quietStream {
 		if s.tail.ev != nil && c.ticks-s.lastTick >= c.hub.tailQuietTicks {
 			s.tail.free(&c.hub.tails)
 		}
-		if s.announced && s.checkedTick < s.lastTick && c.ticks-s.lastTick >= 2 {
+		if check && s.announced && s.checkedTick < s.lastTick && c.ticks-s.lastTick >= 2 {
 			s.checkedTick = c.ticks
 			quiet = append(quiet, quietStream{s, c.ticks})
 		}

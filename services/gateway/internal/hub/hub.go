@@ -594,7 +594,8 @@ const tailCheckers = 8
 // tickLoop does the conversations' periodic work on one goroutine for the
 // gateway, not one each: every tailTick it ticks each conversation (tail
 // checks, and every pendingTTL/2 the sweep of held events), then checks
-// the quiet streams' tails, up to tailCheckers at once.
+// the quiet streams' tails, up to tailCheckers at once, while NATS is
+// connected.
 func (h *Hub) tickLoop(ctx context.Context) {
 	t := time.NewTicker(tailTick)
 	defer t.Stop()
@@ -613,8 +614,11 @@ func (h *Hub) tickLoop(ctx context.Context) {
 		n++
 		convs = h.appendServed(convs[:0])
 		quiet = quiet[:0]
+		// While NATS is away a check would wait out its timeout; the
+		// streams are checked once it is back.
+		check := h.plane.Conn().IsConnected()
 		for _, c := range convs {
-			quiet = c.tick(quiet, n%sweepEvery == 0)
+			quiet = c.tick(quiet, check, n%sweepEvery == 0)
 		}
 		clear(convs) // no conversation is kept alive until the next tick
 		h.checkTails(ctx, quiet)

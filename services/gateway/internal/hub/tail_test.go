@@ -232,3 +232,25 @@ func TestTailCheckReadsBackLostEvents(t *testing.T) {
 		t.Fatalf("tokens read back %v, want 3, 4 and 5", got)
 	}
 }
+
+// A tick while NATS is away picks no stream for a tail check, and leaves
+// each due for the first tick after it is back.
+func TestTickChecksOnlyWhileConnected(t *testing.T) {
+	h := &Hub{tailQuietTicks: 8}
+	c := newConv(h, newConversation())
+	s := c.newStream("str_0123456789abcdef0123456789")
+	s.announced, s.lastTick = true, c.ticks
+	c.streams[s.info.ID] = s
+	var quiet []quietStream
+	for range 4 {
+		if quiet = c.tick(quiet[:0], false, false); len(quiet) != 0 {
+			t.Fatalf("a tick without NATS picked %d streams for a check", len(quiet))
+		}
+	}
+	if quiet = c.tick(quiet[:0], true, false); len(quiet) != 1 || quiet[0].s != s {
+		t.Fatalf("the first tick with NATS picked %d streams, want the quiet one", len(quiet))
+	}
+	if quiet = c.tick(quiet[:0], true, false); len(quiet) != 0 {
+		t.Fatalf("a stream checked once was picked again (%d) before a new event", len(quiet))
+	}
+}
