@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,10 +54,14 @@ type conv struct {
 	sub      *nats.Subscription
 	w        *presence.Watcher // set before ready is closed
 
-	mu sync.Mutex
 	// ticks counts the hub's ticks while the conversation is served
-	// (tick): the clock of its streams' tail checks.
-	ticks uint64
+	// (tick): the clock of its streams' tail checks. idle: at the last
+	// tick no stream had a tail to let go of or a check due, and no event
+	// came since; the ticks pass it by until one comes.
+	ticks atomic.Uint64
+	idle  atomic.Bool
+
+	mu sync.Mutex
 	// recRev is, per stream id, the newest presence record revision this
 	// gateway has applied or written. It outlives the stream's entry, so
 	// the watch's late echo of an older record (a join this gateway wrote
@@ -126,11 +131,15 @@ type pendingEvent struct {
 }
 
 func newConv(h *Hub, info *admission.Conversation) *conv {
-	return &conv{
-		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {}, ticks: 1,
+	c := &conv{
+		hub: h, id: info.ID, info: info, ready: make(chan struct{}), cancel: func() {},
 		streams: map[string]*stream{}, conns: map[*Conn]struct{}{}, pending: map[string][]pendingEvent{},
 		recRev: map[string]uint64{}, revCh: make(chan struct{}), records: map[string]*watchedRecord{},
 	}
+	// From 1, so that every stream's lastTick is above the checkedTick
+	// (0) of a stream never checked.
+	c.ticks.Store(1)
+	return c
 }
 
 func (c *conv) newStream(streamID string) *stream {
@@ -443,7 +452,7 @@ func (c *conv) apply(s *stream, f []byte, seq uint64, ingest int64) {
 		s.tail.add(f, seq, time.Now().UnixNano(), &c.hub.tails)
 	}
 	s.echoed.Store(seq)
-	s.lastTick = c.ticks
+	c.stir(s)
 	if frame.KindOf(f) == frame.KindMetadata {
 		if md, ok := frame.Member(f, "metadata"); ok {
 			s.info.Metadata = string(md)
@@ -677,27 +686,45 @@ type quietStream struct {
 // two ticks are appended to quiet for a check of their newest stored seq
 // (when check is set: NATS is connected), and, when sweep is set, events
 // held for streams never announced expire. A conversation still loading
-// or stopped is left alone.
+// or stopped is left alone, and an idle one is passed by without its lock
+// but for the sweep.
 func (c *conv) tick(quiet []quietStream, check, sweep bool) []quietStream {
+	now := c.ticks.Add(1)
+	if c.idle.Load() && !sweep {
+		return quiet
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.loading || c.stopped {
 		return quiet
 	}
-	c.ticks++
+	busy := false
 	for _, s := range c.streams {
-		if s.tail.ev != nil && c.ticks-s.lastTick >= c.hub.tailQuietTicks {
+		if s.tail.ev != nil && now-s.lastTick >= c.hub.tailQuietTicks {
 			s.tail.free(&c.hub.tails)
 		}
-		if check && s.announced && s.checkedTick < s.lastTick && c.ticks-s.lastTick >= 2 {
-			s.checkedTick = c.ticks
-			quiet = append(quiet, quietStream{s, c.ticks})
+		if check && s.announced && s.checkedTick < s.lastTick && now-s.lastTick >= 2 {
+			s.checkedTick = now
+			quiet = append(quiet, quietStream{s, now})
+		}
+		if s.tail.ev != nil || s.announced && s.checkedTick < s.lastTick {
+			busy = true
 		}
 	}
 	if sweep {
 		c.sweepPending()
 	}
+	c.idle.Store(!busy)
 	return quiet
+}
+
+// stir marks a stream's tick and ends the conversation's idleness: an
+// event came, or the stream was announced; c.mu is held.
+func (c *conv) stir(s *stream) {
+	s.lastTick = c.ticks.Load()
+	if c.idle.Load() {
+		c.idle.Store(false)
+	}
 }
 
 // checkTail compares the newest stored seq of a quiet stream with what
@@ -713,6 +740,7 @@ func (c *conv) checkTail(ctx context.Context, q quietStream) {
 		// Not checked after all: the next tick tries again.
 		if s.checkedTick == q.tick {
 			s.checkedTick = 0
+			c.idle.Store(false)
 		}
 		return
 	}
@@ -727,7 +755,7 @@ func (c *conv) checkTail(ctx context.Context, q quietStream) {
 // Events that arrived first are delivered after. c.mu is held.
 func (c *conv) announce(s *stream) {
 	s.announced = true
-	s.lastTick = c.ticks
+	c.stir(s)
 	f := frame.AppendStreamJoined(nil, &s.info)
 	for conn := range c.conns {
 		if conn.own != s {

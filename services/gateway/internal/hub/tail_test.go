@@ -239,7 +239,7 @@ func TestTickChecksOnlyWhileConnected(t *testing.T) {
 	h := &Hub{tailQuietTicks: 8}
 	c := newConv(h, newConversation())
 	s := c.newStream("str_0123456789abcdef0123456789")
-	s.announced, s.lastTick = true, c.ticks
+	s.announced, s.lastTick = true, c.ticks.Load()
 	c.streams[s.info.ID] = s
 	var quiet []quietStream
 	for range 4 {
@@ -252,5 +252,50 @@ func TestTickChecksOnlyWhileConnected(t *testing.T) {
 	}
 	if quiet = c.tick(quiet[:0], true, false); len(quiet) != 0 {
 		t.Fatalf("a stream checked once was picked again (%d) before a new event", len(quiet))
+	}
+}
+
+// A conversation whose streams have no tail to let go of and no check due
+// is idle: the ticks pass it by without its lock until an event comes.
+func TestIdleConversationsArePassedBy(t *testing.T) {
+	h := &Hub{tailQuietTicks: 8}
+	c := newConv(h, newConversation())
+	s := c.newStream("str_0123456789abcdef0123456789")
+	c.streams[s.info.ID] = s
+	c.mu.Lock()
+	c.announce(s)
+	c.mu.Unlock()
+	var quiet []quietStream
+	for range 2 {
+		quiet = c.tick(quiet[:0], true, false)
+	}
+	if len(quiet) != 1 || !c.idle.Load() {
+		t.Fatalf("after two quiet ticks: %d streams picked, idle %v; want 1, true", len(quiet), c.idle.Load())
+	}
+	// Ticks of an idle conversation do not wait for its lock.
+	c.mu.Lock()
+	passed := make(chan struct{})
+	go func() {
+		for range 4 {
+			c.tick(nil, true, false)
+		}
+		close(passed)
+	}()
+	select {
+	case <-passed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ticks of an idle conversation waited for its lock")
+	}
+	// An event ends the idleness, and the stream is checked again.
+	c.stir(s)
+	c.mu.Unlock()
+	if c.idle.Load() {
+		t.Fatal("idle after an event")
+	}
+	for range 2 {
+		quiet = c.tick(quiet[:0], true, false)
+	}
+	if len(quiet) != 1 || quiet[0].s != s {
+		t.Fatalf("after an event and two quiet ticks: %d streams picked, want 1", len(quiet))
 	}
 }
