@@ -2,7 +2,6 @@ package presence
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,11 +16,10 @@ import (
 // reader needs a goroutine of its own; this one hands each entry to a
 // function on the subscription's goroutine, and keeps no other.
 type Watcher struct {
-	sub     *nats.Subscription
-	fn      func(*Entry)
-	done    chan struct{}
-	stop    sync.Once
-	stopped atomic.Bool
+	sub  *nats.Subscription
+	fn   func(*Entry)
+	done chan struct{} // closed by Stop
+	stop sync.Once
 
 	mu                    sync.Mutex
 	initDone              bool
@@ -107,8 +105,10 @@ func Watch(js nats.JetStreamContext, bucket, filter string, fn func(*Entry)) (*W
 // send hands e to fn, or reports false once the watcher stopped; w.mu is
 // held, which keeps the calls one at a time.
 func (w *Watcher) send(e *Entry) bool {
-	if w.stopped.Load() {
+	select {
+	case <-w.done:
 		return false
+	default:
 	}
 	w.fn(e)
 	return true
@@ -121,7 +121,6 @@ func (w *Watcher) Done() <-chan struct{} { return w.done }
 // Stop ends the watch.
 func (w *Watcher) Stop() {
 	w.stop.Do(func() {
-		w.stopped.Store(true)
 		close(w.done)
 		if w.sub != nil {
 			_ = w.sub.Unsubscribe()
