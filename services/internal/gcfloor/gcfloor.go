@@ -47,7 +47,9 @@ type Tuner struct {
 	stopped atomic.Bool
 	// set is debug.SetGCPercent; tests record calls.
 	set func(int) int
-	// adjusted, if set, is called after each adjust (tests).
+	// adjusted, if set, is called after each tuning by a finalizer, once
+	// the next sentinel is armed (tests): a collection started after it
+	// finds that sentinel unreachable.
 	adjusted func()
 }
 
@@ -132,6 +134,9 @@ func (t *Tuner) arm() {
 		}
 		s.t.adjust()
 		s.t.arm()
+		if s.t.adjusted != nil {
+			s.t.adjusted()
+		}
 	})
 }
 
@@ -152,9 +157,6 @@ func (t *Tuner) adjust() {
 		t.percent.Store(int64(p))
 	}
 	t.mu.Unlock()
-	if t.adjusted != nil {
-		t.adjusted()
-	}
 }
 
 // want is the percentage for a live heap of live bytes, of which scan
