@@ -9,6 +9,7 @@ package admission
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"sync"
 	"time"
@@ -63,10 +64,14 @@ type Checker struct {
 	// Tokens whose signature verified, so that the clients of one link
 	// reconnecting at once do not each pay an Ed25519 verification.
 	// Expiry, revocation and the signing key's presence are checked on
-	// every use.
+	// every use. A token is kept by its SHA-256 digest, not itself: the
+	// token is a substring of the request it came in, which would stay
+	// in memory with it, and a link is a secret.
 	tmu    sync.Mutex
-	tokens map[string]verifiedToken
+	tokens map[tokenKey]verifiedToken
 }
+
+type tokenKey [sha256.Size]byte
 
 type verifiedToken struct {
 	convID, linkID, kid string
@@ -96,7 +101,7 @@ func New(client linkv1.LinkServiceClient) *Checker {
 		Revoked: newRevocations(client),
 		now:     time.Now,
 		convs:   make(map[string]convEntry),
-		tokens:  make(map[string]verifiedToken),
+		tokens:  make(map[tokenKey]verifiedToken),
 	}
 }
 
@@ -156,7 +161,8 @@ func (c *Checker) Verify(conv *Conversation, token string) (Admission, error) {
 		return Admission{}, wireerr.New(wireerr.Unavailable, "link revocations are not loaded yet")
 	}
 	now := c.now()
-	if v, ok := c.cachedToken(conv.ID, token, now); ok {
+	key := tokenKey(sha256.Sum256([]byte(token)))
+	if v, ok := c.cachedToken(conv.ID, key, now); ok {
 		if c.Revoked.IsRevoked(v.linkID) {
 			return Admission{}, ErrRevoked
 		}
@@ -182,7 +188,7 @@ func (c *Checker) Verify(conv *Conversation, token string) (Admission, error) {
 	if len(c.tokens) >= tokenMaxEntries {
 		clear(c.tokens)
 	}
-	c.tokens[token] = verifiedToken{convID: conv.ID, linkID: a.LinkID, kid: kid, expires: a.ExpiresAt, at: now}
+	c.tokens[key] = verifiedToken{convID: conv.ID, linkID: a.LinkID, kid: kid, expires: a.ExpiresAt, at: now}
 	c.tmu.Unlock()
 	return a, nil
 }
@@ -190,9 +196,9 @@ func (c *Checker) Verify(conv *Conversation, token string) (Admission, error) {
 // cachedToken returns a token verified earlier for this conversation, if
 // it is recent, not expired and its key is still published. Anything else
 // goes through a full verification, which reports expiry as such.
-func (c *Checker) cachedToken(convID, token string, now time.Time) (verifiedToken, bool) {
+func (c *Checker) cachedToken(convID string, key tokenKey, now time.Time) (verifiedToken, bool) {
 	c.tmu.Lock()
-	v, ok := c.tokens[token]
+	v, ok := c.tokens[key]
 	c.tmu.Unlock()
 	if !ok || v.convID != convID || now.Sub(v.at) > tokenTTL ||
 		(!v.expires.IsZero() && !now.Before(v.expires)) || !c.Keys.has(v.kid) {
