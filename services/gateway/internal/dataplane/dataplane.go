@@ -350,10 +350,11 @@ func (p *Plane) create(ctx context.Context) (handles, error) {
 }
 
 // MaxConsumers bounds the consumers of the events stream and of the
-// presence bucket. Every conversation a gateway serves watches its
-// presence records (one consumer per conversation and gateway) and every
-// resume in progress reads the events stream: the server's default of
-// 1,000 consumers per stream would cap a deployment at 1,000 conversations.
+// presence bucket. Every conversation a gateway starts to serve reads a
+// snapshot of its presence records (a consumer for a moment; each gateway
+// also keeps one that watches every record) and every resume in progress
+// reads the events stream: the server's default of 1,000 consumers per
+// stream would cap how many of those a deployment runs at once.
 const MaxConsumers = 1_000_000
 
 // raiseMaxConsumers sets MaxConsumers on a bucket's stream, which the

@@ -52,7 +52,6 @@ type conv struct {
 	readyErr error
 	cancel   context.CancelFunc
 	sub      *nats.Subscription
-	w        *presence.Watcher // set before ready is closed
 
 	// ticks counts the hub's ticks while the conversation is served
 	// (tick): the clock of its streams' tail checks. idle: at the last
@@ -78,13 +77,11 @@ type conv struct {
 	observers int
 	pending   map[string][]pendingEvent
 	stopped   bool
-	// While the records load (start), the watch's entries are kept in
-	// early, the first initial of them the newest of each key; loaded is
-	// closed at the watch's marker.
+	// While the records load (start), the gateway's presence watch
+	// (Hub.onPresence) keeps the conversation's changes in early; loading
+	// is set before the watch can find the conversation (Hub.acquire).
 	loading bool
 	early   []*presence.Entry
-	initial int
-	loaded  chan struct{}
 }
 
 // watchedRecord is what a join reads of a stream's record (joinWriter),
@@ -176,37 +173,22 @@ func (c *conv) start(ctx context.Context) {
 		return
 	}
 	_ = c.sub.SetPendingLimits(-1, 256<<20)
+	// The newest record of each key. The gateway's watch started before
+	// this conversation was served, so every change after the snapshot
+	// comes to early, and an older one that comes too is passed over by
+	// its revision (noteRev, watched, applyEntry).
 	filter, _ := subject.PresenceFilter(c.id)
-	// The watch's entries come to c.watchEntry on its subscription's
-	// goroutine. Until the records are loaded they are kept in c.early;
-	// the nil marker closes loaded.
-	loaded := make(chan struct{})
-	c.mu.Lock()
-	c.loading, c.loaded = true, loaded
-	c.mu.Unlock()
-	w, err := presence.Watch(h.watchJS, dataplane.PresenceBucket, filter, c.watchEntry)
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	first, err := presence.Snapshot(sctx, h.watchJS, dataplane.PresenceBucket, filter)
+	scancel()
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = errors.New("presence records not loaded within 10s")
+		}
 		fail(err)
 		return
 	}
-	c.w = w
-	loadTimeout := time.NewTimer(10 * time.Second)
-	defer loadTimeout.Stop()
-	select {
-	case <-loaded:
-	case <-w.Done():
-		fail(errors.New("presence watch ended while loading"))
-		return
-	case <-ctx.Done():
-		w.Stop()
-		fail(ctx.Err())
-		return
-	case <-loadTimeout.C:
-		w.Stop()
-		fail(errors.New("presence records not loaded within 10s"))
-		return
-	}
-	// Initial records: the newest of each key, before the marker.
+	// Initial records: the newest of each key.
 	type initial struct {
 		key  string
 		rec  presence.Record
@@ -214,9 +196,6 @@ func (c *conv) start(ctx context.Context) {
 		last uint64 // a live stream's newest retained seq
 	}
 	var recs, ended []initial
-	c.mu.Lock()
-	first := c.early[:c.initial]
-	c.mu.Unlock()
 	for _, e := range first {
 		if e.Operation() != jetstream.KeyValuePut {
 			continue
@@ -241,7 +220,6 @@ func (c *conv) start(ctx context.Context) {
 		last, err := h.lastSeq(lctx, c.id, recs[i].rec.StreamID, recs[i].rec.LastSeq)
 		if err != nil {
 			lcancel()
-			w.Stop()
 			fail(err)
 			return
 		}
@@ -262,27 +240,22 @@ func (c *conv) start(ctx context.Context) {
 	}
 	// Then the changes that came while loading, in order; later ones
 	// are applied as they come.
-	for _, e := range c.early[c.initial:] {
+	for _, e := range c.early {
 		c.applyEntry(e)
 	}
-	c.loading, c.early, c.loaded = false, nil, nil
+	c.loading, c.early = false, nil
 	c.mu.Unlock()
 	close(c.ready)
 }
 
-// watchEntry takes one entry of the conversation's presence watch, on the
-// watch's goroutine: kept while the records load, applied after.
+// watchEntry takes one change of the conversation's records, on the
+// gateway's presence watch's goroutine: kept while the records load,
+// applied after.
 func (c *conv) watchEntry(e *presence.Entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case c.stopped:
-	case e == nil:
-		if c.loading && c.loaded != nil {
-			c.initial = len(c.early)
-			close(c.loaded)
-			c.loaded = nil
-		}
 	case c.loading:
 		c.early = append(c.early, e)
 	default:
@@ -301,6 +274,11 @@ func (c *conv) applyEntry(e *presence.Entry) {
 			// A join reads it from NATS, and fails as it would have.
 			delete(c.records, e.Key())
 		}
+		return
+	}
+	// A delete or purge: one older than a record already applied is
+	// passed over, as an older put is.
+	if r := c.records[e.Key()]; r != nil && r.rev >= e.Revision() {
 		return
 	}
 	delete(c.records, e.Key())
@@ -324,9 +302,6 @@ func (c *conv) stop() {
 	<-c.ready
 	if c.sub != nil {
 		_ = c.sub.Unsubscribe()
-	}
-	if c.w != nil {
-		c.w.Stop()
 	}
 	c.mu.Lock()
 	c.stopped = true

@@ -61,6 +61,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,9 +198,12 @@ type Hub struct {
 	observersRefreshed time.Time
 	handoff            *nats.Subscription
 	emits              *nats.Subscription
-	// watchJS is the JetStream context of the conversations' presence
-	// watches (presence.Watch).
-	watchJS  nats.JetStreamContext
+	// watchJS is the JetStream context of the presence watch and of the
+	// conversations' snapshots of their records (presence.Snapshot).
+	watchJS nats.JetStreamContext
+	// presence watches every change of the presence records, for every
+	// conversation this gateway serves (onPresence).
+	presence *presence.Watcher
 	draining atomic.Bool
 	wg       sync.WaitGroup
 	// stalled is the bytes of events held for resend while NATS is away,
@@ -234,6 +238,9 @@ func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Me
 		return nil, err
 	}
 	h.live.OnGone(h.gatewayGone)
+	if h.presence, err = presence.WatchChanges(h.watchJS, dataplane.PresenceBucket, h.onPresence); err != nil {
+		return nil, fmt.Errorf("watch presence records: %w", err)
+	}
 	subj, err := subject.Handoff(cfg.Gateway)
 	if err != nil {
 		return nil, err
@@ -266,8 +273,28 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.wg.Go(func() { h.tickLoop(ctx) })
 	err := h.live.Run(ctx)
 	h.stopAll()
+	h.presence.Stop()
 	h.wg.Wait()
 	return err
+}
+
+// onPresence takes one change of a presence record, on the watch's
+// goroutine, to the conversation it belongs to if this gateway serves it.
+// A gateway sees the changes of every conversation, not only its own: one
+// consumer for the whole bucket, where one for each conversation cost the
+// server a scan of the records stored since it last delivered, each time
+// a record of its conversation came (docs/benchmarks.md).
+func (h *Hub) onPresence(e *presence.Entry) {
+	id, _, ok := strings.Cut(e.Key(), ".")
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	c := h.convs[id]
+	h.mu.Unlock()
+	if c != nil {
+		c.watchEntry(e)
+	}
 }
 
 // stopAll stops serving every conversation, grace periods included: the
@@ -450,6 +477,7 @@ func (h *Hub) acquire(ctx context.Context, info *admission.Conversation) (*conv,
 	c := h.convs[info.ID]
 	if c == nil {
 		c = newConv(h, info)
+		c.loading = true // before the presence watch can find it
 		ctx, cancel := context.WithCancel(context.Background())
 		c.cancel = cancel
 		h.convs[info.ID] = c

@@ -1,6 +1,8 @@
 package presence
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -60,7 +62,101 @@ func (e *Entry) Operation() jetstream.KeyValueOp { return e.op }
 func Watch(js nats.JetStreamContext, bucket, filter string, fn func(*Entry)) (*Watcher, error) {
 	prefix := "$KV." + bucket + "."
 	w := &Watcher{fn: fn, done: make(chan struct{})}
-	update := func(m *nats.Msg) {
+	// The lock orders the callback after the initial count below.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sub, err := js.Subscribe(prefix+filter, w.update(prefix), nats.BindStream("KV_"+bucket), nats.OrderedConsumer(),
+		nats.DeliverLastPerSubject())
+	if err != nil {
+		return nil, err
+	}
+	w.sub = sub
+	sub.SetClosedHandler(func(string) { w.Stop() })
+	pending, err := sub.InitialConsumerPending()
+	if err == nil {
+		if pending == 0 {
+			w.initDone = true
+			w.send(nil)
+		} else {
+			w.initPending = pending
+		}
+	}
+	return w, nil
+}
+
+// WatchChanges watches every key of bucket through js from the bucket's
+// newest entry on: fn gets that entry, then each change, in order, on the
+// subscription's goroutine, one at a time, and no nil marker. It is one
+// ordered consumer over the whole bucket, which the server feeds from its
+// stream without searching it; a consumer per pattern of keys costs the
+// server a scan of the entries stored since the consumer last delivered,
+// each time an entry of its pattern comes.
+//
+// It starts at the newest entry, not after it, so that once an entry is
+// delivered the consumer knows where it is: if the server loses the
+// consumer (a restart), nats.go recreates it after the last entry
+// delivered; before any, it would start from the bucket's first entry.
+func WatchChanges(js nats.JetStreamContext, bucket string, fn func(*Entry)) (*Watcher, error) {
+	stream := "KV_" + bucket
+	info, err := js.StreamInfo(stream)
+	if err != nil {
+		return nil, err
+	}
+	start := nats.DeliverAll()
+	if last := info.State.LastSeq; last > 0 {
+		start = nats.StartSequence(last)
+	}
+	w := &Watcher{fn: fn, done: make(chan struct{}), initDone: true}
+	prefix := "$KV." + bucket + "."
+	sub, err := js.Subscribe(prefix+">", w.update(prefix), nats.BindStream(stream), nats.OrderedConsumer(), start)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	w.sub = sub
+	w.mu.Unlock()
+	sub.SetClosedHandler(func(string) { w.Stop() })
+	return w, nil
+}
+
+// Snapshot returns the newest entry of each key of bucket that matches
+// filter, through a watch that it stops once they are delivered.
+func Snapshot(ctx context.Context, js nats.JetStreamContext, bucket, filter string) ([]*Entry, error) {
+	// fn's calls are one at a time, on one goroutine: entries and marked
+	// are read by the caller only after loaded is closed, and not written
+	// after.
+	var entries []*Entry
+	marked := false
+	loaded := make(chan struct{})
+	w, err := Watch(js, bucket, filter, func(e *Entry) {
+		switch {
+		case marked:
+		case e == nil:
+			marked = true
+			close(loaded)
+		default:
+			entries = append(entries, e)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	select {
+	case <-loaded:
+		return entries, nil
+	case <-w.Done():
+		return nil, errors.New("presence watch ended while loading")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// update is the subscription's handler: each message, an entry of a key
+// after prefix, goes to fn, then, once the initial entries are all
+// delivered, the nil marker.
+func (w *Watcher) update(prefix string) nats.MsgHandler {
+	return func(m *nats.Msg) {
 		meta, err := m.Metadata()
 		if err != nil || len(m.Subject) <= len(prefix) {
 			return
@@ -80,26 +176,6 @@ func Watch(js nats.JetStreamContext, bucket, filter string, fn func(*Entry)) (*W
 			}
 		}
 	}
-	// The lock orders the callback after the initial count below.
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	sub, err := js.Subscribe(prefix+filter, update, nats.BindStream("KV_"+bucket), nats.OrderedConsumer(),
-		nats.DeliverLastPerSubject())
-	if err != nil {
-		return nil, err
-	}
-	w.sub = sub
-	sub.SetClosedHandler(func(string) { w.Stop() })
-	pending, err := sub.InitialConsumerPending()
-	if err == nil {
-		if pending == 0 {
-			w.initDone = true
-			w.send(nil)
-		} else {
-			w.initPending = pending
-		}
-	}
-	return w, nil
 }
 
 // send hands e to fn, or reports false once the watcher stopped; w.mu is

@@ -184,3 +184,82 @@ func deref(w *watched) any {
 	}
 	return *w
 }
+
+// WatchChanges delivers the bucket's newest entry, then every change of
+// every key in order, with no marker; Snapshot returns the newest entry of
+// each key of its pattern and leaves no consumer behind.
+func TestWatchChangesAndSnapshot(t *testing.T) {
+	ctx := t.Context()
+	nc := natstest.Connect(t)
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "W", History: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key, value string) uint64 {
+		t.Helper()
+		rev, err := kv.PutString(ctx, key, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	put("c1.a", "old")
+	newest := put("c2.a", "newest before the watch")
+	legacy, _ := nc.JetStream()
+	changes := make(chan *Entry, 64)
+	w, err := WatchChanges(legacy, "W", func(e *Entry) { changes <- e })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	want := []watched{{"c2.a", "newest before the watch", newest, jetstream.KeyValuePut}}
+	want = append(want, watched{"c1.a", "1", put("c1.a", "1"), jetstream.KeyValuePut})
+	want = append(want, watched{"c3.b", "x", put("c3.b", "x"), jetstream.KeyValuePut})
+	want = append(want, watched{"c1.b", "y", put("c1.b", "y"), jetstream.KeyValuePut})
+	if err := kv.Delete(ctx, "c3.b"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, watched{"c3.b", "", st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq, jetstream.KeyValueDelete})
+	for i, w := range want {
+		select {
+		case e := <-changes:
+			if e == nil {
+				t.Fatalf("change %d: a nil entry", i)
+			}
+			got := watched{e.Key(), string(e.Value()), e.Revision(), e.Operation()}
+			if got != w {
+				t.Fatalf("change %d: got %v, want %v", i, got, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("change %d (%v) not delivered within 10s", i, w)
+		}
+	}
+
+	snap, err := Snapshot(ctx, legacy, "W", "c1.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range snap {
+		got = append(got, fmt.Sprintf("%s=%s@%d", e.Key(), e.Value(), e.Revision()))
+	}
+	if fmt.Sprint(got) != fmt.Sprintf("[c1.a=1@%d c1.b=y@%d]", want[1].rev, want[3].rev) {
+		t.Fatalf("snapshot of c1.*: %v", got)
+	}
+	if snap, err := Snapshot(ctx, legacy, "W", "c9.*"); err != nil || len(snap) != 0 {
+		t.Fatalf("snapshot of keys never written: %v, %v", snap, err)
+	}
+	// Only the watch's consumer is left on the bucket's stream.
+	info, err := legacy.StreamInfo("KV_W")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 1 {
+		t.Fatalf("%d consumers on the bucket after two snapshots, want the watch's 1", info.State.Consumers)
+	}
+}
