@@ -21,6 +21,7 @@ import (
 	"github.com/amsrouter/ams/services/internal/config"
 	"github.com/amsrouter/ams/services/internal/gcfloor"
 	"github.com/amsrouter/ams/services/internal/logging"
+	"github.com/amsrouter/ams/services/internal/pprofserve"
 	"github.com/amsrouter/ams/services/internal/telemetry"
 )
 
@@ -125,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// Profiles, opt-in, on their own admin listener.
 	if pprofAddr != "" {
 		pctx, stopPprof := context.WithCancel(ctx)
-		wait, err := servePprof(pctx, pprofAddr, log)
+		_, wait, err := pprofserve.Serve(pctx, pprofAddr, log)
 		if err != nil {
 			stopPprof()
 			return err

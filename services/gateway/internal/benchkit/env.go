@@ -108,12 +108,21 @@ func (e *Env) cpuGateways(_ *System, gws ...*Gateway) []*Gateway {
 // profile captures, in the background, a CPU profile of every gateway of
 // sys over d starting at at, into ProfileDir/<label>-<gateway>.cpu.pprof,
 // with Trace an execution trace over the same time (….trace), and a
-// goroutine profile halfway (<label>-<gateway>.goroutine.pprof).
+// goroutine profile halfway (<label>-<gateway>.goroutine.pprof); and the
+// same two of its NATS server, when it runs in a worker
+// (<label>-nats.cpu.pprof, <label>-nats.goroutine.pprof).
 func (e *Env) profile(ctx context.Context, sys *System, label string, d time.Duration, at time.Time) {
 	if e.ProfileDir == "" {
 		return
 	}
 	secs := strconv.Itoa(max(1, int(d/time.Second)))
+	if u := sys.NATSPprofURL; u != "" {
+		base := filepath.Join(e.ProfileDir, fileLabel(label)+"-nats")
+		e.fetchAt(ctx, sys, at, u+"/debug/pprof/profile?seconds="+secs, base+".cpu.pprof",
+			"CPU profile of the NATS server during "+label)
+		e.fetchAt(ctx, sys, at.Add(d/2), u+"/debug/pprof/goroutine", base+".goroutine.pprof",
+			"goroutine profile of the NATS server during "+label)
+	}
 	for _, g := range sys.Gateways {
 		if g.PprofURL == "" {
 			continue

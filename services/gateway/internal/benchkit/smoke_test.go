@@ -85,7 +85,7 @@ func TestProfilesOfShortPhases(t *testing.T) {
 	}
 	for _, f := range []string{
 		"fanout-2-gateways-fixed-rate-gw-0.cpu.pprof", "fanout-2-gateways-fixed-rate-gw-1.cpu.pprof",
-		"fanout-2-gateways-fixed-rate-gw-1.goroutine.pprof",
+		"fanout-2-gateways-fixed-rate-gw-1.goroutine.pprof", "fanout-2-gateways-fixed-rate-nats.cpu.pprof",
 		"avalanche-reconnect-gw-0.cpu.pprof", "avalanche-reconnect-gw-1.goroutine.pprof",
 	} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {

@@ -39,7 +39,8 @@ type SystemOptions struct {
 	Gateways int
 	// GatewayEnv adds AMS_GATEWAY_* variables to every gateway.
 	GatewayEnv []string
-	// Pprof gives every gateway a pprof listener (-pprof-addr).
+	// Pprof gives every gateway a pprof listener (-pprof-addr), and the
+	// NATS worker one.
 	Pprof bool
 	// Log receives the services' logs (nil: discarded).
 	Log *slog.Logger
@@ -55,8 +56,11 @@ type SystemOptions struct {
 type System struct {
 	NATSURL string
 	// NATSPid is the NATS worker process, 0 when NATS runs in this one.
-	NATSPid  int
-	Gateways []*Gateway
+	NATSPid int
+	// NATSPprofURL is the base URL of the NATS worker's runtime profiles
+	// (SystemOptions.Pprof), "" without them.
+	NATSPprofURL string
+	Gateways     []*Gateway
 
 	nats                  *natsserver.Server
 	natsWorker            *Worker
@@ -88,7 +92,7 @@ func StartSystem(ctx context.Context, o SystemOptions) (_ *System, err error) {
 	s.opts.Dir = dir
 
 	if o.Worker != nil {
-		s.natsWorker, err = StartWorker(o.Worker(), Job{Kind: "nats", StoreDir: filepath.Join(dir, "nats")})
+		s.natsWorker, err = StartWorker(o.Worker(), Job{Kind: "nats", StoreDir: filepath.Join(dir, "nats"), Pprof: o.Pprof})
 		if err != nil {
 			return nil, err
 		}
@@ -96,6 +100,7 @@ func StartSystem(ctx context.Context, o SystemOptions) (_ *System, err error) {
 			return nil, fmt.Errorf("nats worker: %w", err)
 		}
 		s.NATSPid = s.natsWorker.Pid()
+		s.NATSPprofURL = s.natsWorker.PprofURL()
 	} else {
 		s.nats, err = natsserver.Start(natsserver.Options{StoreDir: filepath.Join(dir, "nats"), Listen: true, Port: -1})
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os/exec"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/amsrouter/ams/services/internal/natsserver"
+	"github.com/amsrouter/ams/services/internal/pprofserve"
 )
 
 // A worker is a child process of the kit (`ams bench worker`): it runs
@@ -34,6 +36,10 @@ type Job struct {
 	// connections).
 	Kind     string
 	StoreDir string `json:",omitempty"`
+	// Pprof (nats): serve the worker's runtime profiles, the NATS
+	// server's, on 127.0.0.1 at a port of its own; the worker names it on
+	// a "pprof <url>" line before "ready".
+	Pprof bool `json:",omitempty"`
 	// Dials are the connections to hold (ws-idle), or NATSURL × Count
 	// (nats-idle).
 	Dials       []DialOptions `json:",omitempty"`
@@ -74,6 +80,16 @@ func RunWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 		if err != nil {
 			say("error %v", err)
 			return err
+		}
+		if job.Pprof {
+			addr, wait, err := pprofserve.Serve(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler))
+			if err != nil {
+				ns.Stop()
+				say("error %v", err)
+				return err
+			}
+			defer wait()
+			say("pprof http://%s", addr)
 		}
 		say("ready %s", ns.URL())
 		<-ctx.Done()
@@ -250,6 +266,8 @@ type Worker struct {
 	exited chan struct{}
 	// Done counts what the worker reported (progress or ready).
 	Done atomic.Int64
+	// pprofURL is set by Ready, on its caller's goroutine.
+	pprofURL string
 }
 
 // StartWorker starts a worker with the given command and job.
@@ -308,6 +326,10 @@ func (w *Worker) Ready(ctx context.Context, timeout time.Duration) (string, erro
 	for {
 		select {
 		case line := <-w.lines:
+			if v, ok := strings.CutPrefix(line, "pprof "); ok {
+				w.pprofURL = v
+				continue
+			}
 			if v, ok := strings.CutPrefix(line, "ready "); ok {
 				return v, nil
 			}
@@ -323,6 +345,10 @@ func (w *Worker) Ready(ctx context.Context, timeout time.Duration) (string, erro
 		}
 	}
 }
+
+// PprofURL is the base URL of the worker's runtime profiles (Job.Pprof),
+// known once Ready returned; "" without them.
+func (w *Worker) PprofURL() string { return w.pprofURL }
 
 // Pid is the worker's process id.
 func (w *Worker) Pid() int { return w.cmd.Process.Pid }

@@ -1,4 +1,7 @@
-package main
+// Package pprofserve serves the runtime profiles of a process on an admin
+// listener of their own: the gateway's -pprof-addr, and the benchmark
+// kit's NATS worker.
+package pprofserve
 
 import (
 	"context"
@@ -11,15 +14,15 @@ import (
 	"time"
 )
 
-// servePprof serves the runtime profiles (/debug/pprof/) on their own
-// admin listener at addr until ctx is done. It is opt-in (-pprof-addr),
-// for benchmarks and investigations; never expose it publicly. It returns
-// once the listener is bound, and a function that waits for the server to
-// stop after ctx is done.
-func servePprof(ctx context.Context, addr string, log *slog.Logger) (wait func(), err error) {
+// Serve serves the runtime profiles (/debug/pprof/) on their own admin
+// listener at addr until ctx is done. It is opt-in, for benchmarks and
+// investigations; never expose it publicly. It returns once the listener
+// is bound, with the address it is bound to (addr may name port 0), and a
+// function that waits for the server to stop after ctx is done.
+func Serve(ctx context.Context, addr string, log *slog.Logger) (bound string, wait func(), err error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen pprof: %w", err)
+		return "", nil, fmt.Errorf("listen pprof: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -40,5 +43,5 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) (wait func()
 		_ = srv.Close()
 	}()
 	log.Info("pprof serving", "addr", lis.Addr().String())
-	return func() { <-done }, nil
+	return lis.Addr().String(), func() { <-done }, nil
 }
