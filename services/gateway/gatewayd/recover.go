@@ -39,11 +39,12 @@ func waitConnected(ctx context.Context, nc *nats.Conn, within time.Duration, log
 }
 
 // recreateLoop runs after each NATS reconnect: the hub sends again the
-// events that may have been lost with the old connection, and the data
-// plane's streams and buckets are re-created, retrying until it succeeds:
-// a NATS server that restarted has lost its memory-backed buckets (gateway
-// heartbeats, observer counts), without which liveness and observer caps
-// stop working. It returns when ctx ends.
+// events that may have been lost with the old connection, the data
+// plane's streams and buckets are re-created, retrying until it succeeds
+// (a NATS server that restarted has lost its memory-backed buckets,
+// gateway heartbeats and observer counts, without which liveness and
+// observer caps stop working), and then the hub's presence watch is
+// restarted, retrying likewise. It returns when ctx ends.
 func (g *Gateway) recreateLoop(ctx context.Context) {
 	for {
 		select {
@@ -52,20 +53,33 @@ func (g *Gateway) recreateLoop(ctx context.Context) {
 		case <-g.reconnected:
 		}
 		g.hub.Reconnected()
-		for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := g.plane.Recreate(rctx)
-			cancel()
-			if err == nil {
-				g.log.Info("data plane checked after a NATS reconnect")
-				break
-			}
-			g.log.Warn("data plane not recreated after a NATS reconnect", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
+		if !g.retry(ctx, "data plane checked", "data plane not recreated", g.plane.Recreate) {
+			return
+		}
+		if !g.retry(ctx, "presence watch restarted", "presence watch not restarted", g.hub.RestartPresence) {
+			return
+		}
+	}
+}
+
+// retry calls fn, each call bounded by 5 s, until it succeeds, waiting
+// 250 ms after the first failure and doubling up to 5 s, and logs done or
+// failed (with " after a NATS reconnect"). It reports false when ctx ended
+// first.
+func (g *Gateway) retry(ctx context.Context, done, failed string, fn func(context.Context) error) bool {
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := fn(rctx)
+		cancel()
+		if err == nil {
+			g.log.Info(done + " after a NATS reconnect")
+			return true
+		}
+		g.log.Warn(failed+" after a NATS reconnect", "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
 		}
 	}
 }

@@ -202,10 +202,17 @@ type Hub struct {
 	// conversations' snapshots of their records (presence.Snapshot).
 	watchJS nats.JetStreamContext
 	// presence watches every change of the presence records, for every
-	// conversation this gateway serves (onPresence).
-	presence *presence.Watcher
-	draining atomic.Bool
-	wg       sync.WaitGroup
+	// conversation this gateway serves (onPresence). presenceRev is the
+	// revision of the newest change handed on: a watch restarted after a
+	// NATS reconnect (RestartPresence) starts at it, and the old one may
+	// still deliver for a while, so each change goes on once. Both are
+	// guarded by presenceMu, held while a change is handed on.
+	presenceMu     sync.Mutex
+	presence       *presence.Watcher
+	presenceRev    uint64
+	presenceClosed bool // Run returned: no restart
+	draining       atomic.Bool
+	wg             sync.WaitGroup
 	// stalled is the bytes of events held for resend while NATS is away,
 	// over every stream (bounded by maxStalled).
 	stalled atomic.Int64
@@ -238,7 +245,7 @@ func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Me
 		return nil, err
 	}
 	h.live.OnGone(h.gatewayGone)
-	if h.presence, err = presence.WatchChanges(h.watchJS, dataplane.PresenceBucket, h.onPresence); err != nil {
+	if h.presence, _, err = presence.WatchChanges(h.watchJS, dataplane.PresenceBucket, 0, h.onPresence); err != nil {
 		return nil, fmt.Errorf("watch presence records: %w", err)
 	}
 	subj, err := subject.Handoff(cfg.Gateway)
@@ -273,7 +280,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.wg.Go(func() { h.tickLoop(ctx) })
 	err := h.live.Run(ctx)
 	h.stopAll()
-	h.presence.Stop()
+	h.presenceMu.Lock()
+	w := h.presence
+	h.presenceClosed = true
+	h.presenceMu.Unlock()
+	w.Stop()
 	h.wg.Wait()
 	return err
 }
@@ -285,6 +296,12 @@ func (h *Hub) Run(ctx context.Context) error {
 // server a scan of the records stored since it last delivered, each time
 // a record of its conversation came (docs/benchmarks.md).
 func (h *Hub) onPresence(e *presence.Entry) {
+	h.presenceMu.Lock()
+	defer h.presenceMu.Unlock()
+	if e.Revision() <= h.presenceRev {
+		return // handed on already, by the watch before a restart
+	}
+	h.presenceRev = e.Revision()
 	id, _, ok := strings.Cut(e.Key(), ".")
 	if !ok {
 		return
@@ -295,6 +312,42 @@ func (h *Hub) onPresence(e *presence.Entry) {
 	if c != nil {
 		c.watchEntry(e)
 	}
+}
+
+// RestartPresence replaces the presence watch with one that starts at the
+// newest change handed on, after a NATS reconnect. A server that restarted
+// has lost the watch's consumer, and nats.go would recreate it only after
+// two missed heartbeats (10 s, and up to 20 s) during which no conversation
+// here hears of a stream that joins or leaves. The old watch is stopped
+// once the new one runs; until then both may deliver, and onPresence
+// hands each change on once.
+func (h *Hub) RestartPresence(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	h.presenceMu.Lock()
+	from := h.presenceRev
+	h.presenceMu.Unlock()
+	w, start, err := presence.WatchChanges(h.watchJS, dataplane.PresenceBucket, from, h.onPresence)
+	if err != nil {
+		return fmt.Errorf("restart presence watch: %w", err)
+	}
+	h.presenceMu.Lock()
+	if h.presenceClosed {
+		h.presenceMu.Unlock()
+		w.Stop()
+		return errors.New("restart presence watch: the hub stopped")
+	}
+	old := h.presence
+	h.presence = w
+	if start < from {
+		// The bucket's stream ends before the change handed on last: the
+		// server lost its store, and revisions start again.
+		h.presenceRev = max(start, 1) - 1
+	}
+	h.presenceMu.Unlock()
+	old.Stop()
+	return nil
 }
 
 // stopAll stops serving every conversation, grace periods included: the

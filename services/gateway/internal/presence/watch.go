@@ -26,6 +26,7 @@ type Watcher struct {
 	mu                    sync.Mutex
 	initDone              bool
 	received, initPending uint64
+	last                  uint64 // revision of the newest entry delivered
 }
 
 // Entry is one entry of a watched bucket.
@@ -84,39 +85,52 @@ func Watch(js nats.JetStreamContext, bucket, filter string, fn func(*Entry)) (*W
 	return w, nil
 }
 
-// WatchChanges watches every key of bucket through js from the bucket's
-// newest entry on: fn gets that entry, then each change, in order, on the
-// subscription's goroutine, one at a time, and no nil marker. It is one
-// ordered consumer over the whole bucket, which the server feeds from its
-// stream without searching it; a consumer per pattern of keys costs the
-// server a scan of the entries stored since the consumer last delivered,
-// each time an entry of its pattern comes.
+// WatchChanges watches every key of bucket through js: fn gets the entries
+// from revision from on (from 0: from the bucket's newest entry), then
+// each change, in order, on the subscription's goroutine, one at a time,
+// and no nil marker. It returns the revision it starts at: from, or the
+// newest when the bucket's stream ends before from (a NATS server that
+// lost its store). It is one ordered consumer over the whole bucket, which
+// the server feeds from its stream without searching it; a consumer per
+// pattern of keys costs the server a scan of the entries stored since the
+// consumer last delivered, each time an entry of its pattern comes.
 //
-// It starts at the newest entry, not after it, so that once an entry is
-// delivered the consumer knows where it is: if the server loses the
-// consumer (a restart), nats.go recreates it after the last entry
-// delivered; before any, it would start from the bucket's first entry.
-func WatchChanges(js nats.JetStreamContext, bucket string, fn func(*Entry)) (*Watcher, error) {
+// It starts at an entry that exists, not after it, so that once an entry
+// is delivered the consumer knows where it is: if the server loses the
+// consumer, nats.go recreates it after the last entry delivered; before
+// any, it would start from the bucket's first entry.
+func WatchChanges(js nats.JetStreamContext, bucket string, from uint64, fn func(*Entry)) (*Watcher, uint64, error) {
 	stream := "KV_" + bucket
 	info, err := js.StreamInfo(stream)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	last := info.State.LastSeq
+	if from == 0 || from > last {
+		from = last
 	}
 	start := nats.DeliverAll()
-	if last := info.State.LastSeq; last > 0 {
-		start = nats.StartSequence(last)
+	if from > 0 {
+		start = nats.StartSequence(from)
 	}
 	w := &Watcher{fn: fn, done: make(chan struct{}), initDone: true}
 	prefix := "$KV." + bucket + "."
 	sub, err := js.Subscribe(prefix+">", w.update(prefix), nats.BindStream(stream), nats.OrderedConsumer(), start)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	w.mu.Lock()
 	w.sub = sub
 	w.mu.Unlock()
 	sub.SetClosedHandler(func(string) { w.Stop() })
-	return w, nil
+	return w, from, nil
+}
+
+// Last returns the revision of the newest entry delivered, 0 before any.
+func (w *Watcher) Last() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
 }
 
 // Snapshot returns the newest entry of each key of bucket that matches
@@ -168,6 +182,7 @@ func (w *Watcher) update(prefix string) nats.MsgHandler {
 		if !w.send(e) {
 			return
 		}
+		w.last = e.revision
 		if !w.initDone {
 			w.received++
 			if w.received >= w.initPending || meta.NumPending == 0 {

@@ -185,9 +185,10 @@ func deref(w *watched) any {
 	return *w
 }
 
-// WatchChanges delivers the bucket's newest entry, then every change of
-// every key in order, with no marker; Snapshot returns the newest entry of
-// each key of its pattern and leaves no consumer behind.
+// WatchChanges delivers the bucket's newest entry (or the one it is told),
+// then every change of every key in order, with no marker; Snapshot
+// returns the newest entry of each key of its pattern. Neither leaves a
+// consumer behind once stopped.
 func TestWatchChangesAndSnapshot(t *testing.T) {
 	ctx := t.Context()
 	nc := natstest.Connect(t)
@@ -208,9 +209,9 @@ func TestWatchChangesAndSnapshot(t *testing.T) {
 	newest := put("c2.a", "newest before the watch")
 	legacy, _ := nc.JetStream()
 	changes := make(chan *Entry, 64)
-	w, err := WatchChanges(legacy, "W", func(e *Entry) { changes <- e })
-	if err != nil {
-		t.Fatal(err)
+	w, start, err := WatchChanges(legacy, "W", 0, func(e *Entry) { changes <- e })
+	if err != nil || start != newest {
+		t.Fatalf("WatchChanges from the newest entry: starts at %d, %v; want %d", start, err, newest)
 	}
 	defer w.Stop()
 	want := []watched{{"c2.a", "newest before the watch", newest, jetstream.KeyValuePut}}
@@ -239,6 +240,34 @@ func TestWatchChangesAndSnapshot(t *testing.T) {
 			t.Fatalf("change %d (%v) not delivered within 10s", i, w)
 		}
 	}
+	if last := want[len(want)-1].rev; w.Last() != last {
+		t.Fatalf("Last() = %d, want %d", w.Last(), last)
+	}
+	w.Stop()
+	// From a revision: that entry and each after it. From beyond the
+	// stream's end (a server that lost its store): from the newest.
+	again := make(chan *Entry, 64)
+	w2, start, err := WatchChanges(legacy, "W", want[3].rev, func(e *Entry) { again <- e })
+	if err != nil || start != want[3].rev {
+		t.Fatalf("WatchChanges from %d: starts at %d, %v", want[3].rev, start, err)
+	}
+	defer w2.Stop()
+	for _, w := range want[3:] {
+		select {
+		case e := <-again:
+			if got := (watched{e.Key(), string(e.Value()), e.Revision(), e.Operation()}); got != w {
+				t.Fatalf("watch from %d: got %v, want %v", want[3].rev, got, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("watch from %d: %v not delivered within 10s", want[3].rev, w)
+		}
+	}
+	w3, start, err := WatchChanges(legacy, "W", want[4].rev+100, func(*Entry) {})
+	if err != nil || start != want[4].rev {
+		t.Fatalf("WatchChanges from beyond the end: starts at %d, %v; want the newest, %d", start, err, want[4].rev)
+	}
+	w3.Stop()
+	w2.Stop()
 
 	snap, err := Snapshot(ctx, legacy, "W", "c1.*")
 	if err != nil {
@@ -254,12 +283,12 @@ func TestWatchChangesAndSnapshot(t *testing.T) {
 	if snap, err := Snapshot(ctx, legacy, "W", "c9.*"); err != nil || len(snap) != 0 {
 		t.Fatalf("snapshot of keys never written: %v, %v", snap, err)
 	}
-	// Only the watch's consumer is left on the bucket's stream.
+	// The stopped watches and the snapshots left no consumer behind.
 	info, err := legacy.StreamInfo("KV_W")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Consumers != 1 {
-		t.Fatalf("%d consumers on the bucket after two snapshots, want the watch's 1", info.State.Consumers)
+	if info.State.Consumers != 0 {
+		t.Fatalf("%d consumers on the bucket after the watches stopped and two snapshots, want 0", info.State.Consumers)
 	}
 }
