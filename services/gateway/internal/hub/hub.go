@@ -326,7 +326,10 @@ func (h *Hub) RestartPresence(ctx context.Context) error {
 		return err
 	}
 	h.presenceMu.Lock()
-	from := h.presenceRev
+	// From the change handed on last (it comes again, and is passed
+	// over); with none handed on yet, from the first: the old watch may
+	// have missed any of them.
+	from := max(h.presenceRev, 1)
 	h.presenceMu.Unlock()
 	w, start, err := presence.WatchChanges(h.watchJS, dataplane.PresenceBucket, from, h.onPresence)
 	if err != nil {
@@ -342,7 +345,8 @@ func (h *Hub) RestartPresence(ctx context.Context) error {
 	h.presence = w
 	if start < from {
 		// The bucket's stream ends before the change handed on last: the
-		// server lost its store, and revisions start again.
+		// server lost its store, and revisions start again. Every entry
+		// of the new one is a change.
 		h.presenceRev = max(start, 1) - 1
 	}
 	h.presenceMu.Unlock()

@@ -89,8 +89,8 @@ func Watch(js nats.JetStreamContext, bucket, filter string, fn func(*Entry)) (*W
 // from revision from on (from 0: from the bucket's newest entry), then
 // each change, in order, on the subscription's goroutine, one at a time,
 // and no nil marker. It returns the revision it starts at: from, or the
-// newest when the bucket's stream ends before from (a NATS server that
-// lost its store). It is one ordered consumer over the whole bucket, which
+// first when the bucket's stream ends before from (a NATS server that
+// lost its store, whose revisions start again). It is one ordered consumer over the whole bucket, which
 // the server feeds from its stream without searching it; a consumer per
 // pattern of keys costs the server a scan of the entries stored since the
 // consumer last delivered, each time an entry of its pattern comes.
@@ -105,9 +105,11 @@ func WatchChanges(js nats.JetStreamContext, bucket string, from uint64, fn func(
 	if err != nil {
 		return nil, 0, err
 	}
-	last := info.State.LastSeq
-	if from == 0 || from > last {
-		from = last
+	switch st := info.State; {
+	case from == 0:
+		from = st.LastSeq
+	case from > st.LastSeq:
+		from = st.FirstSeq
 	}
 	start := nats.DeliverAll()
 	if from > 0 {
