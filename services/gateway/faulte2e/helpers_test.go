@@ -70,6 +70,22 @@ func connectURL(link string) string {
 	return u[:i] + "/connect" + u[i:]
 }
 
+// twoGateways starts a system of two gateways that logs its warnings if
+// the test fails, with a writer's and a reader's account and a
+// conversation the writer minted: the credentials, and the conversation's
+// magic link on gateway 0 and on gateway 1.
+func twoGateways(t *testing.T) (sys *gwtest.System, credW, credR, link0, link1 string) {
+	t.Helper()
+	logs := &gwtest.LogBuffer{}
+	sys = gwtest.Start(t, gwtest.Options{Gateways: 2, Log: logs})
+	logWarningsOnFailure(t, logs)
+	_, credW = sys.CreateAccount(t, 0, "writer")
+	_, credR = sys.CreateAccount(t, 0, "reader")
+	conv := sys.Mint(t, 0, credW, "writer", `{"alias":"room"}`)
+	link0 = conv["magic_link"].(string)
+	return sys, credW, credR, link0, onGateway(link0, sys.URL(1))
+}
+
 // httpClient bounds a handshake: during a fault a client dials again
 // rather than wait for a stuck one.
 var httpClient = &http.Client{Timeout: 2 * time.Second}

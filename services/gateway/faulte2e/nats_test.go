@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
 )
 
 // NATS restarted mid-stream: two gateways on one NATS server; a writer on
@@ -28,14 +26,7 @@ func TestNATSRestartMidStream(t *testing.T) {
 }
 
 func natsRestartMidStream(t *testing.T, batch int) {
-	logs := &gwtest.LogBuffer{}
-	sys := gwtest.Start(t, gwtest.Options{Gateways: 2, Log: logs})
-	logWarningsOnFailure(t, logs)
-	_, credW := sys.CreateAccount(t, 0, "writer")
-	_, credR := sys.CreateAccount(t, 0, "reader")
-	conv := sys.Mint(t, 0, credW, "writer", `{"alias":"room"}`)
-	link0 := conv["magic_link"].(string)
-	link1 := onGateway(link0, sys.URL(1))
+	sys, credW, credR, link0, link1 := twoGateways(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

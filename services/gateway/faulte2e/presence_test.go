@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
-	"github.com/amsrouter/ams/services/gateway/internal/gwtest"
 )
 
 // A stream that joins after NATS restarted reaches a reader on the other
@@ -17,14 +15,7 @@ import (
 // consumer's missed heartbeats.
 func TestStreamJoinsAfterNATSRestart(t *testing.T) {
 	t.Parallel()
-	logs := &gwtest.LogBuffer{}
-	sys := gwtest.Start(t, gwtest.Options{Gateways: 2, Log: logs})
-	logWarningsOnFailure(t, logs)
-	_, credW := sys.CreateAccount(t, 0, "writer")
-	_, credR := sys.CreateAccount(t, 0, "reader")
-	conv := sys.Mint(t, 0, credW, "writer", `{"alias":"room"}`)
-	link0 := conv["magic_link"].(string)
-	link1 := onGateway(link0, sys.URL(1))
+	sys, credW, credR, link0, link1 := twoGateways(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
