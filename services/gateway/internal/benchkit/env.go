@@ -115,30 +115,33 @@ func (e *Env) profile(ctx context.Context, sys *System, label string, d time.Dur
 	if e.ProfileDir == "" {
 		return
 	}
-	secs := strconv.Itoa(max(1, int(d/time.Second)))
 	if u := sys.NATSPprofURL; u != "" {
-		base := filepath.Join(e.ProfileDir, fileLabel(label)+"-nats")
-		e.fetchAt(ctx, sys, at, u+"/debug/pprof/profile?seconds="+secs, base+".cpu.pprof",
-			"CPU profile of the NATS server during "+label)
-		e.fetchAt(ctx, sys, at.Add(d/2), u+"/debug/pprof/goroutine", base+".goroutine.pprof",
-			"goroutine profile of the NATS server during "+label)
+		e.profileProcess(ctx, sys, u, "nats", "the NATS server", label, d, at, false)
 	}
 	for _, g := range sys.Gateways {
-		if g.PprofURL == "" {
-			continue
+		if g.PprofURL != "" {
+			e.profileProcess(ctx, sys, g.PprofURL, g.Name, g.Name, label, d, at, e.Trace)
 		}
-		base := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+g.Name)
-		e.fetchAt(ctx, sys, at, g.PprofURL+"/debug/pprof/profile?seconds="+secs, base+".cpu.pprof",
-			"CPU profile of "+g.Name+" during "+label)
-		if e.Trace {
-			e.fetchAt(ctx, sys, at, g.PprofURL+"/debug/pprof/trace?seconds="+secs, base+".trace",
-				"execution trace of "+g.Name+" during "+label)
-		}
-		// And where its goroutines wait, halfway through: what a phase
-		// that leaves the CPU idle is blocked on.
-		e.fetchAt(ctx, sys, at.Add(d/2), g.PprofURL+"/debug/pprof/goroutine", base+".goroutine.pprof",
-			"goroutine profile of "+g.Name+" during "+label)
 	}
+}
+
+// profileProcess captures the profiles of one process whose runtime
+// profiles u serves, into ProfileDir/<label>-<file>.…, naming it name in
+// the progress lines: its CPU profile over d from at, with trace an
+// execution trace over the same time, and a goroutine profile halfway.
+func (e *Env) profileProcess(ctx context.Context, sys *System, u, file, name, label string, d time.Duration, at time.Time, trace bool) {
+	secs := strconv.Itoa(max(1, int(d/time.Second)))
+	base := filepath.Join(e.ProfileDir, fileLabel(label)+"-"+file)
+	e.fetchAt(ctx, sys, at, u+"/debug/pprof/profile?seconds="+secs, base+".cpu.pprof",
+		"CPU profile of "+name+" during "+label)
+	if trace {
+		e.fetchAt(ctx, sys, at, u+"/debug/pprof/trace?seconds="+secs, base+".trace",
+			"execution trace of "+name+" during "+label)
+	}
+	// And where its goroutines wait, halfway through: what a phase that
+	// leaves the CPU idle is blocked on.
+	e.fetchAt(ctx, sys, at.Add(d/2), u+"/debug/pprof/goroutine", base+".goroutine.pprof",
+		"goroutine profile of "+name+" during "+label)
 }
 
 // fetchAt saves what u serves, requested at the time at, into path, in the
