@@ -483,3 +483,67 @@ func replay(t testing.TB, link, cred, name string, want int) []string {
 	}
 	return append([]string(nil), f.data...)
 }
+
+// joinReader joins link as a reader named name and returns its frames,
+// after its joined.
+func joinReader(ctx context.Context, t *testing.T, link, cred, name string) <-chan map[string]any {
+	t.Helper()
+	r, err := dial(ctx, link, cred, name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.CloseNow() })
+	frames := make(chan map[string]any, 256)
+	go readInto(ctx, r, frames)
+	waitType(t, frames, "joined")
+	return frames
+}
+
+// connectWriter joins link as the writer of stream name; the connection
+// is closed at the end of the test.
+func connectWriter(ctx context.Context, t *testing.T, link, cred, name string) *websocket.Conn {
+	t.Helper()
+	w := &writer{t: t, links: []string{link}, cred: cred, name: name}
+	c, _, err := w.connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return c
+}
+
+// sendToken writes one token frame.
+func sendToken(ctx context.Context, t *testing.T, c *websocket.Conn, data string) {
+	t.Helper()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"token","data":"`+data+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFrame waits up to wait for a frame that match accepts, passing
+// over others.
+func waitFrame(t *testing.T, frames <-chan map[string]any, what string, match func(map[string]any) bool) {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case m := <-frames:
+			if match(m) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %s within %s", what, wait)
+		}
+	}
+}
+
+func streamFrame(typ, name string) func(map[string]any) bool {
+	return func(m map[string]any) bool { return m["type"] == typ && m["stream_name"] == name }
+}
+
+func tokenFrame(data string) func(map[string]any) bool {
+	return func(m map[string]any) bool {
+		d, _ := m["data"].(string)
+		return m["type"] == "token" && strings.Contains(d, data)
+	}
+}

@@ -43,8 +43,10 @@ func waitConnected(ctx context.Context, nc *nats.Conn, within time.Duration, log
 // plane's streams and buckets are re-created, retrying until it succeeds
 // (a NATS server that restarted has lost its memory-backed buckets,
 // gateway heartbeats and observer counts, without which liveness and
-// observer caps stop working), and then the hub's presence watch is
-// restarted, retrying likewise. It returns when ctx ends.
+// observer caps stop working; one that lost its store has lost every
+// stream, and the hub sends its recent events again into the new one),
+// and then the hub's presence watch is restarted, retrying likewise. It
+// returns when ctx ends.
 func (g *Gateway) recreateLoop(ctx context.Context) {
 	for {
 		select {
@@ -53,8 +55,17 @@ func (g *Gateway) recreateLoop(ctx context.Context) {
 		case <-g.reconnected:
 		}
 		g.hub.Reconnected()
-		if !g.retry(ctx, "data plane checked", "data plane not recreated", g.plane.Recreate) {
+		var lost bool
+		recreate := func(ctx context.Context) (err error) {
+			lost, err = g.plane.Recreate(ctx)
+			return err
+		}
+		if !g.retry(ctx, "data plane checked", "data plane not recreated", recreate) {
 			return
+		}
+		if lost {
+			g.log.Warn("NATS lost its events stream: events published before are gone; sending again those of the last second")
+			g.hub.EventsLost()
 		}
 		if !g.retry(ctx, "presence watch restarted", "presence watch not restarted", g.hub.RestartPresence) {
 			return

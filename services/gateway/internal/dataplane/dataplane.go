@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -185,6 +186,10 @@ type Plane struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	events jetstream.Stream
+	// eventsCreated is when the events stream was created, as Open or
+	// the last Recreate found it; guarded by recreateMu.
+	recreateMu    sync.Mutex
+	eventsCreated time.Time
 	// reads is the events stream on rnc, the connection of replays (the
 	// main one unless Config.ReadConn).
 	reads    jetstream.Stream
@@ -236,6 +241,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Plane, error) {
 		return nil, err
 	}
 	p.events, p.dedupe = h.events, h.dedupe
+	p.eventsCreated = h.events.CachedInfo().Created
 	p.rnc, p.reads = nc, h.events
 	if cfg.ReadConn != nil {
 		rjs, err := jetstream.New(cfg.ReadConn)
@@ -260,11 +266,23 @@ type handles struct {
 // Recreate makes sure the events stream and the buckets exist with their
 // configuration, as Open does. A NATS server that restarted has lost the
 // memory-backed buckets (gateway heartbeats, observer counts), and every
-// stream if it ran without persistence; the gateway calls Recreate after
-// each reconnect. The Plane's handles stay valid (they name the streams).
-func (p *Plane) Recreate(ctx context.Context) error {
-	_, err := p.create(ctx)
-	return err
+// stream if it ran without persistence or lost its store; the gateway
+// calls Recreate after each reconnect. The Plane's handles stay valid
+// (they name the streams). It reports whether the events stream is not
+// the one found before (created again, by this gateway or another): the
+// events published before it are gone, and those published between the
+// server's start and its creation were stored nowhere.
+func (p *Plane) Recreate(ctx context.Context) (lost bool, err error) {
+	h, err := p.create(ctx)
+	if err != nil {
+		return false, err
+	}
+	created := h.events.CachedInfo().Created
+	p.recreateMu.Lock()
+	defer p.recreateMu.Unlock()
+	lost = !created.Equal(p.eventsCreated)
+	p.eventsCreated = created
+	return lost, nil
 }
 
 // create creates or updates the events stream and the buckets.

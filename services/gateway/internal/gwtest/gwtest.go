@@ -275,6 +275,16 @@ func (s *System) RestartNATS(t testing.TB) {
 	s.StartNATS(t)
 }
 
+// RestartNATSWithoutStore stops the NATS server and starts one on the
+// same port with an empty JetStream directory: a server that lost its
+// store, whose streams and buckets the gateways create again.
+func (s *System) RestartNATSWithoutStore(t testing.TB) {
+	t.Helper()
+	s.StopNATS()
+	s.natsDir = filepath.Join(t.TempDir(), "nats")
+	s.StartNATS(t)
+}
+
 // logger is the logger of one component: JSON at debug level into
 // Options.Log, or discarded.
 func (s *System) logger(component string) *slog.Logger {

@@ -552,6 +552,27 @@ func (c *conv) noteRev(streamID string, rev uint64) bool {
 	return true
 }
 
+// presenceLost forgets the presence revisions the conversation applied,
+// after the NATS server lost its store: revisions start again from 1, and
+// the records the watch delivers next are newer than any seen, whatever
+// their numbers. A waitRev under way is woken; its revision is of the
+// lost store. It appends the streams this gateway holds to held.
+func (c *conv) presenceLost(held []*stream) []*stream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.recRev)
+	clear(c.records)
+	c.early = nil
+	close(c.revCh)
+	c.revCh = make(chan struct{})
+	for _, s := range c.streams {
+		if s.isLocal() {
+			held = append(held, s)
+		}
+	}
+	return held
+}
+
 // waitRev waits until this gateway has applied the stream's record up to
 // revision rev, so that what it writes next cannot hide an earlier
 // incarnation of the stream from its local readers. It gives up after a

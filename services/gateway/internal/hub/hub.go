@@ -205,14 +205,19 @@ type Hub struct {
 	// conversation this gateway serves (onPresence). presenceRev is the
 	// revision of the newest change handed on: a watch restarted after a
 	// NATS reconnect (RestartPresence) starts at it, and the old one may
-	// still deliver for a while, so each change goes on once. Both are
-	// guarded by presenceMu, held while a change is handed on.
-	presenceMu     sync.Mutex
-	presence       *presence.Watcher
-	presenceRev    uint64
-	presenceClosed bool // Run returned: no restart
-	draining       atomic.Bool
-	wg             sync.WaitGroup
+	// still deliver for a while, so each change goes on once. Each watch
+	// has a generation, and one older than presenceGen hands nothing on.
+	// presenceCreated is when the bucket's stream was created, as the
+	// watch found it: another time means the server lost its store. All
+	// are guarded by presenceMu, held while a change is handed on.
+	presenceMu      sync.Mutex
+	presence        *presence.Watcher
+	presenceRev     uint64
+	presenceGen     uint64
+	presenceCreated time.Time
+	presenceClosed  bool // Run returned: no restart
+	draining        atomic.Bool
+	wg              sync.WaitGroup
 	// stalled is the bytes of events held for resend while NATS is away,
 	// over every stream (bounded by maxStalled).
 	stalled atomic.Int64
@@ -245,7 +250,12 @@ func New(cfg Config, plane *dataplane.Plane, deriver *ids.Deriver, m *metrics.Me
 		return nil, err
 	}
 	h.live.OnGone(h.gatewayGone)
-	if h.presence, _, err = presence.WatchChanges(h.watchJS, dataplane.PresenceBucket, 0, h.onPresence); err != nil {
+	origin, err := presence.OriginOf(h.watchJS, dataplane.PresenceBucket)
+	if err != nil {
+		return nil, fmt.Errorf("watch presence records: %w", err)
+	}
+	h.presenceCreated = origin.Created
+	if h.presence, _, err = presence.WatchChanges(h.watchJS, dataplane.PresenceBucket, 0, h.handOn(0)); err != nil {
 		return nil, fmt.Errorf("watch presence records: %w", err)
 	}
 	subj, err := subject.Handoff(cfg.Gateway)
@@ -295,11 +305,11 @@ func (h *Hub) Run(ctx context.Context) error {
 // consumer for the whole bucket, where one for each conversation cost the
 // server a scan of the records stored since it last delivered, each time
 // a record of its conversation came (docs/benchmarks.md).
-func (h *Hub) onPresence(e *presence.Entry) {
+func (h *Hub) onPresence(gen uint64, e *presence.Entry) {
 	h.presenceMu.Lock()
 	defer h.presenceMu.Unlock()
-	if e.Revision() <= h.presenceRev {
-		return // handed on already, by the watch before a restart
+	if gen < h.presenceGen || e.Revision() <= h.presenceRev {
+		return // a watch replaced, or handed on already by the one before
 	}
 	h.presenceRev = e.Revision()
 	id, _, ok := strings.Cut(e.Key(), ".")
@@ -314,6 +324,11 @@ func (h *Hub) onPresence(e *presence.Entry) {
 	}
 }
 
+// handOn is the function of the presence watch of generation gen.
+func (h *Hub) handOn(gen uint64) func(*presence.Entry) {
+	return func(e *presence.Entry) { h.onPresence(gen, e) }
+}
+
 // RestartPresence replaces the presence watch with one that starts at the
 // newest change handed on, after a NATS reconnect. A server that restarted
 // has lost the watch's consumer, and nats.go would recreate it only after
@@ -321,37 +336,71 @@ func (h *Hub) onPresence(e *presence.Entry) {
 // here hears of a stream that joins or leaves. The old watch is stopped
 // once the new one runs; until then both may deliver, and onPresence
 // hands each change on once.
+//
+// A server that lost its store (its bucket's stream created again) starts
+// revisions again from 1: the old watch is silenced at once, the new one
+// starts at the first entry, every conversation here forgets the
+// revisions it applied, and this gateway writes the records of the
+// streams it holds again (presenceLost).
 func (h *Hub) RestartPresence(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	origin, err := presence.OriginOf(h.watchJS, dataplane.PresenceBucket)
+	if err != nil {
+		return fmt.Errorf("restart presence watch: %w", err)
+	}
 	h.presenceMu.Lock()
+	gen := h.presenceGen + 1
+	lost := !origin.Created.Equal(h.presenceCreated) || origin.Last < h.presenceRev
+	var held []*stream
+	if lost {
+		h.presenceGen, h.presenceRev, h.presenceCreated = gen, 0, origin.Created
+		held = h.presenceLost()
+	}
 	// From the change handed on last (it comes again, and is passed
 	// over); with none handed on yet, from the first: the old watch may
 	// have missed any of them.
 	from := max(h.presenceRev, 1)
 	h.presenceMu.Unlock()
-	w, start, err := presence.WatchChanges(h.watchJS, dataplane.PresenceBucket, from, h.onPresence)
+	if lost {
+		h.log.Warn("NATS lost the presence records; writing those of the streams held here again",
+			"streams", len(held))
+		for _, s := range held {
+			s.recordLost()
+		}
+	}
+	w, _, err := presence.WatchChanges(h.watchJS, dataplane.PresenceBucket, from, h.handOn(gen))
 	if err != nil {
 		return fmt.Errorf("restart presence watch: %w", err)
 	}
 	h.presenceMu.Lock()
-	if h.presenceClosed {
+	if h.presenceClosed || gen < h.presenceGen {
 		h.presenceMu.Unlock()
 		w.Stop()
-		return errors.New("restart presence watch: the hub stopped")
+		return errors.New("restart presence watch: the hub stopped, or another restart came first")
 	}
 	old := h.presence
-	h.presence = w
-	if start < from {
-		// The bucket's stream ends before the change handed on last: the
-		// server lost its store, and revisions start again. Every entry
-		// of the new one is a change.
-		h.presenceRev = max(start, 1) - 1
-	}
+	h.presence, h.presenceGen = w, gen
 	h.presenceMu.Unlock()
 	old.Stop()
+	if lost {
+		// The checkpoint loop writes them too, until it succeeds; this
+		// is sooner.
+		_ = h.checkpointAll(ctx)
+	}
 	return nil
+}
+
+// presenceLost has every served conversation forget the presence
+// revisions it applied, after the server lost its store, and returns the
+// streams this gateway holds. presenceMu is held.
+func (h *Hub) presenceLost() []*stream {
+	var held []*stream
+	for _, c := range h.served() {
+		held = c.presenceLost(held)
+	}
+	return held
 }
 
 // stopAll stops serving every conversation, grace periods included: the
@@ -410,7 +459,19 @@ func (h *Hub) Drain(ctx context.Context) {
 // they may have been lost with the old connection. A stream that publishes
 // anything first does the same itself (stream.send); this covers the
 // streams that went quiet.
-func (h *Hub) Reconnected() {
+func (h *Hub) Reconnected() { h.resendLogs(false, "after a NATS reconnect") }
+
+// EventsLost sends every held stream's log again, its events of the last
+// second included (keepEchoed), once the events stream was created again
+// after the server lost its store (dataplane.Plane.Recreate): those
+// published between the server's start and the stream's creation were
+// routed but stored nowhere, and a gateway that was not yet subscribed
+// then missed them; stored now, its tail check finds them.
+func (h *Hub) EventsLost() { h.resendLogs(true, "after NATS lost its store") }
+
+// resendLogs sends the logs of the streams held here again: those not sent
+// on the current connection yet, or all when force is set.
+func (h *Hub) resendLogs(force bool, after string) {
 	var streams []*stream
 	for _, c := range h.served() {
 		c.mu.Lock()
@@ -421,15 +482,15 @@ func (h *Hub) Reconnected() {
 	}
 	total := 0
 	for _, s := range streams {
-		n, err := s.resendLog()
+		n, err := s.resendLog(force)
 		if err != nil {
-			h.log.Warn("events not resent after a NATS reconnect", "subject", s.subj, "err", err)
+			h.log.Warn("events not resent "+after, "subject", s.subj, "err", err)
 			continue
 		}
 		total += n
 	}
 	if total > 0 {
-		h.log.Info("events resent after a NATS reconnect", "events", total)
+		h.log.Info("events resent "+after, "events", total)
 	}
 }
 

@@ -291,13 +291,14 @@ func (s *stream) unstall() {
 const maxStalled = 64 << 20
 
 // resendLog sends the log again if the connection changed since it was
-// sent (after a reconnect, for a stream with nothing new to publish).
-func (s *stream) resendLog() (int, error) {
+// sent (after a reconnect, for a stream with nothing new to publish), or
+// when force is set.
+func (s *stream) resendLog(force bool) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.log.trim(s.echoed.Load(), time.Now().Add(-keepEchoed).UnixNano(), false)
 	gen := s.conv.hub.plane.ConnGen()
-	if gen == s.pubGen && gen != 0 {
+	if gen == s.pubGen && gen != 0 && !force {
 		return 0, nil // sent on this connection already
 	}
 	n := s.log.len()
@@ -494,7 +495,17 @@ func (s *stream) writeRecord(ctx context.Context, fn func(*presence.Record)) (ui
 	return 0, presence.ErrConflict
 }
 
-// checkpoint writes the last published seq to the record if it moved.
+// recordLost marks the stream's record as lost with the NATS server's
+// store: the next write (checkpoint) creates it again. A held stream's
+// recRev is otherwise never 0: its join wrote the record.
+func (s *stream) recordLost() {
+	s.recMu.Lock()
+	s.recRev = 0
+	s.recMu.Unlock()
+}
+
+// checkpoint writes the last published seq to the record if it moved, or
+// the whole record if it was lost (recordLost).
 func (s *stream) checkpoint(ctx context.Context) error {
 	s.wmu.Lock()
 	s.trimLog(time.Now())
@@ -506,7 +517,7 @@ func (s *stream) checkpoint(ctx context.Context) error {
 	last := s.nextSeq - 1
 	s.wmu.Unlock()
 	s.recMu.Lock()
-	done := last <= s.checkpointed
+	done := last <= s.checkpointed && s.recRev != 0
 	s.recMu.Unlock()
 	if done {
 		return nil

@@ -128,6 +128,24 @@ func WatchChanges(js nats.JetStreamContext, bucket string, from uint64, fn func(
 	return w, from, nil
 }
 
+// Origin tells one store of a bucket's stream from another: when the
+// stream was created, and its newest revision. A NATS server that lost its
+// store (memory storage, or a lost volume) has the stream created again,
+// and its revisions start again from 1.
+type Origin struct {
+	Created time.Time
+	Last    uint64
+}
+
+// OriginOf returns the origin of bucket's stream.
+func OriginOf(js nats.JetStreamContext, bucket string) (Origin, error) {
+	info, err := js.StreamInfo("KV_" + bucket)
+	if err != nil {
+		return Origin{}, err
+	}
+	return Origin{Created: info.Created, Last: info.State.LastSeq}, nil
+}
+
 // Last returns the revision of the newest entry delivered, 0 before any.
 func (w *Watcher) Last() uint64 {
 	w.mu.Lock()
