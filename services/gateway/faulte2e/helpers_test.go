@@ -488,7 +488,13 @@ func replay(t testing.TB, link, cred, name string, want int) []string {
 // after its joined.
 func joinReader(ctx context.Context, t *testing.T, link, cred, name string) <-chan map[string]any {
 	t.Helper()
-	r, err := dial(ctx, link, cred, name, "")
+	return resumeReader(ctx, t, link, cred, name, "")
+}
+
+// resumeReader is joinReader with a cursor (X-AMS-Resume).
+func resumeReader(ctx context.Context, t *testing.T, link, cred, name, resume string) <-chan map[string]any {
+	t.Helper()
+	r, err := dial(ctx, link, cred, name, resume)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,15 +527,15 @@ func sendToken(ctx context.Context, t *testing.T, c *websocket.Conn, data string
 }
 
 // waitFrame waits up to wait for a frame that match accepts, passing
-// over others.
-func waitFrame(t *testing.T, frames <-chan map[string]any, what string, match func(map[string]any) bool) {
+// over others, and returns it.
+func waitFrame(t *testing.T, frames <-chan map[string]any, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.After(wait)
 	for {
 		select {
 		case m := <-frames:
 			if match(m) {
-				return
+				return m
 			}
 		case <-deadline:
 			t.Fatalf("no %s within %s", what, wait)

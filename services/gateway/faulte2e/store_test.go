@@ -73,8 +73,41 @@ func TestNATSLosesItsStore(t *testing.T) {
 	}
 	t.Logf("the held stream's record was back %s after NATS was", time.Since(start).Round(time.Millisecond))
 	sendToken(ctx, t, w, "late")
-	waitFrame(t, frames2, "token late on gateway 2", tokenFrame("late"))
+	late := waitFrame(t, frames2, "token late on gateway 2", tokenFrame("late"))
 	waitFrame(t, frames, "token late on gateway 1", tokenFrame("late"))
+
+	// A resume from the start replays what the new store holds: w's seqs
+	// from the first available on, each once and in order, after a
+	// replay_gap if seq 1 went with the old store (C53, C55). Seq 1 may
+	// have been sent again with the last second's events.
+	frames3 := resumeReader(ctx, t, link2, credR, "r3", "*")
+	var gap map[string]any
+	next := uint64(0)
+	for next != uint64(late["seq"].(float64))+1 {
+		m := waitFrame(t, frames3, "replayed token late", func(m map[string]any) bool {
+			return m["stream_name"] == "w" && (m["type"] == "token" || m["type"] == "replay_gap")
+		})
+		if m["type"] == "replay_gap" {
+			if gap != nil || next != 0 {
+				t.Fatalf("replay_gap %v after %v, at seq %d", m, gap, next)
+			}
+			gap, next = m, uint64(m["first_available_seq"].(float64))
+			continue
+		}
+		seq := uint64(m["seq"].(float64))
+		if next == 0 && gap == nil {
+			next = 1
+		}
+		if seq != next {
+			t.Fatalf("replayed seq %d, want %d (replay_gap %v)", seq, next, gap)
+		}
+		next++
+	}
+	if gap == nil {
+		t.Logf("a resume from the start after the loss: w's seqs 1 to %d, seq 1 sent again", next-1)
+	} else {
+		t.Logf("a resume from the start after the loss: replay_gap %v, then w's seqs to %d", gap, next-1)
+	}
 
 	_ = w.Close(websocket.StatusNormalClosure, "")
 	waitFrame(t, frames, "stream_left of w on gateway 1", streamFrame("stream_left", "w"))
