@@ -20,12 +20,19 @@ func TestNATSRestartMidStream(t *testing.T) {
 	for _, batch := range []int{1, 4} {
 		t.Run(fmt.Sprintf("%d-per-message", batch), func(t *testing.T) {
 			t.Parallel()
-			natsRestartMidStream(t, batch)
+			natsRestartMidStream(t, batch, false)
 		})
 	}
+	// The new server has an empty JetStream directory: the gateways send
+	// the events of the outage and of the second before it again into the
+	// new events stream, where the reader that resumes finds them.
+	t.Run("store-lost", func(t *testing.T) {
+		t.Parallel()
+		natsRestartMidStream(t, 1, true)
+	})
 }
 
-func natsRestartMidStream(t *testing.T, batch int) {
+func natsRestartMidStream(t *testing.T, batch int, loseStore bool) {
 	sys, credW, credR, link0, link1 := twoGateways(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -51,6 +58,9 @@ func natsRestartMidStream(t *testing.T, batch int) {
 			t.Fatal("the writer stalled during the outage")
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+	if loseStore {
+		sys.LoseNATSStore(t)
 	}
 	sys.StartNATS(t)
 	t.Logf("NATS down for %s", time.Since(start).Round(time.Millisecond))

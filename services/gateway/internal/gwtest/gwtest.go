@@ -281,8 +281,14 @@ func (s *System) RestartNATS(t testing.TB) {
 func (s *System) RestartNATSWithoutStore(t testing.TB) {
 	t.Helper()
 	s.StopNATS()
-	s.natsDir = filepath.Join(t.TempDir(), "nats")
+	s.LoseNATSStore(t)
 	s.StartNATS(t)
+}
+
+// LoseNATSStore gives the next StartNATS an empty JetStream directory;
+// call it while the server is stopped.
+func (s *System) LoseNATSStore(t testing.TB) {
+	s.natsDir = filepath.Join(t.TempDir(), "nats")
 }
 
 // logger is the logger of one component: JSON at debug level into
