@@ -38,15 +38,16 @@ func waitConnected(ctx context.Context, nc *nats.Conn, within time.Duration, log
 	return nil
 }
 
-// recreateLoop runs after each NATS reconnect: the hub sends again the
-// events that may have been lost with the old connection, the data
-// plane's streams and buckets are re-created, retrying until it succeeds
-// (a NATS server that restarted has lost its memory-backed buckets,
-// gateway heartbeats and observer counts, without which liveness and
-// observer caps stop working; one that lost its store has lost every
-// stream, and the hub sends its recent events again into the new one),
-// and then the hub's presence watch is restarted, retrying likewise. It
-// returns when ctx ends.
+// recreateLoop runs after each NATS reconnect: the data plane's streams
+// and buckets are re-created, retrying until it succeeds (a NATS server
+// that restarted has lost its memory-backed buckets, gateway heartbeats
+// and observer counts, without which liveness and observer caps stop
+// working; one that lost its store has lost every stream); then the hub
+// sends again the events that may have been lost with the old connection,
+// which held streams keep until the data plane is checked (at most
+// dataplane.CheckWait), so that a re-created events stream stores each
+// stream's events in order; then the hub's presence watch is restarted,
+// retrying likewise. It returns when ctx ends.
 func (g *Gateway) recreateLoop(ctx context.Context) {
 	for {
 		select {
@@ -54,7 +55,6 @@ func (g *Gateway) recreateLoop(ctx context.Context) {
 			return
 		case <-g.reconnected:
 		}
-		g.hub.Reconnected()
 		var lost bool
 		recreate := func(ctx context.Context) (err error) {
 			lost, err = g.plane.Recreate(ctx)
@@ -64,9 +64,9 @@ func (g *Gateway) recreateLoop(ctx context.Context) {
 			return
 		}
 		if lost {
-			g.log.Warn("NATS lost its events stream: events published before are gone; sending again those of the last second")
-			g.hub.EventsLost()
+			g.log.Warn("NATS lost its events stream: the events published before are gone")
 		}
+		g.hub.Reconnected()
 		if !g.retry(ctx, "presence watch restarted", "presence watch not restarted", g.hub.RestartPresence) {
 			return
 		}

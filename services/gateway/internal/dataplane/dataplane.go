@@ -99,10 +99,12 @@ type Dialer struct {
 	// Timeout bounds a dial (zero: 2 s, nats.go's default).
 	Timeout time.Duration
 	gen     atomic.Uint64
+	dialed  atomic.Int64 // when the newest dial began (Unix ns)
 }
 
 // Dial dials address and counts the connection.
 func (d *Dialer) Dial(network, address string) (net.Conn, error) {
+	d.dialed.Store(time.Now().UnixNano())
 	d.gen.Add(1)
 	timeout := d.Timeout
 	if timeout == 0 {
@@ -190,6 +192,9 @@ type Plane struct {
 	// the last Recreate found it; guarded by recreateMu.
 	recreateMu    sync.Mutex
 	eventsCreated time.Time
+	// checked is the connection (ConnGen) on which the streams and
+	// buckets were last found or created (Open, Recreate): see Checked.
+	checked atomic.Uint64
 	// reads is the events stream on rnc, the connection of replays (the
 	// main one unless Config.ReadConn).
 	reads    jetstream.Stream
@@ -242,6 +247,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Plane, error) {
 	}
 	p.events, p.dedupe = h.events, h.dedupe
 	p.eventsCreated = h.events.CachedInfo().Created
+	p.checked.Store(p.ConnGen())
 	p.rnc, p.reads = nc, h.events
 	if cfg.ReadConn != nil {
 		rjs, err := jetstream.New(cfg.ReadConn)
@@ -273,6 +279,7 @@ type handles struct {
 // events published before it are gone, and those published between the
 // server's start and its creation were stored nowhere.
 func (p *Plane) Recreate(ctx context.Context) (lost bool, err error) {
+	gen := p.ConnGen()
 	h, err := p.create(ctx)
 	if err != nil {
 		return false, err
@@ -282,7 +289,28 @@ func (p *Plane) Recreate(ctx context.Context) (lost bool, err error) {
 	defer p.recreateMu.Unlock()
 	lost = !created.Equal(p.eventsCreated)
 	p.eventsCreated = created
+	if gen > p.checked.Load() {
+		p.checked.Store(gen)
+	}
 	return lost, nil
+}
+
+// CheckWait bounds how long after a reconnect Checked waits for Recreate.
+const CheckWait = 2 * time.Second
+
+// Checked reports whether events may be published on connection gen: the
+// streams and buckets were found or created on it (Recreate), or it was
+// dialed more than CheckWait ago. A server that lost its store has no
+// events stream until a gateway creates it again; events published
+// before that are routed but stored nowhere, and a held stream that sent
+// its older events again once it exists would store them after newer
+// ones, where replay, which finds a seq by bisecting the stream, cannot
+// find them. The bound keeps live delivery going, unstored, when
+// JetStream stays unavailable while core NATS works. Without a Dialer it
+// is always true.
+func (p *Plane) Checked(gen uint64) bool {
+	d := p.cfg.Dialer
+	return d == nil || p.checked.Load() >= gen || time.Now().UnixNano()-d.dialed.Load() > int64(CheckWait)
 }
 
 // create creates or updates the events stream and the buckets.

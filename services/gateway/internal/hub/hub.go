@@ -454,24 +454,13 @@ func (h *Hub) Drain(ctx context.Context) {
 	}
 }
 
-// Reconnected sends again, after NATS reconnected, the events each stream
-// published that did not come back through this gateway's subscription:
-// they may have been lost with the old connection. A stream that publishes
-// anything first does the same itself (stream.send); this covers the
-// streams that went quiet.
-func (h *Hub) Reconnected() { h.resendLogs(false, "after a NATS reconnect") }
-
-// EventsLost sends every held stream's log again, its events of the last
-// second included (keepEchoed), once the events stream was created again
-// after the server lost its store (dataplane.Plane.Recreate): those
-// published between the server's start and the stream's creation were
-// routed but stored nowhere, and a gateway that was not yet subscribed
-// then missed them; stored now, its tail check finds them.
-func (h *Hub) EventsLost() { h.resendLogs(true, "after NATS lost its store") }
-
-// resendLogs sends the logs of the streams held here again: those not sent
-// on the current connection yet, or all when force is set.
-func (h *Hub) resendLogs(force bool, after string) {
+// Reconnected sends again, after NATS reconnected and the data plane was
+// checked on the new connection, the events each stream published that did
+// not come back through this gateway's subscription: they may have been
+// lost with the old connection. A stream that publishes anything first
+// does the same itself (stream.send); this covers the streams that went
+// quiet.
+func (h *Hub) Reconnected() {
 	var streams []*stream
 	for _, c := range h.served() {
 		c.mu.Lock()
@@ -482,15 +471,15 @@ func (h *Hub) resendLogs(force bool, after string) {
 	}
 	total := 0
 	for _, s := range streams {
-		n, err := s.resendLog(force)
+		n, err := s.resendLog()
 		if err != nil {
-			h.log.Warn("events not resent "+after, "subject", s.subj, "err", err)
+			h.log.Warn("events not resent after a NATS reconnect", "subject", s.subj, "err", err)
 			continue
 		}
 		total += n
 	}
 	if total > 0 {
-		h.log.Info("events resent "+after, "events", total)
+		h.log.Info("events resent after a NATS reconnect", "events", total)
 	}
 }
 

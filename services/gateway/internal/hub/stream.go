@@ -196,21 +196,22 @@ func (s *stream) publishBatch(ctx context.Context, tokens []string, ts time.Time
 // seq, taken at ts); wmu is held. When NATS reconnected since the stream
 // last published, what it published on the old connection may be lost, so
 // every event of the log goes again first, in order, one message each;
-// readers and replay drop the duplicates. While NATS is away the events
-// stay in the log (nil error) to be sent on reconnect, within bounds; an
+// readers and replay drop the duplicates. While NATS is away, and after a
+// reconnect until the data plane is checked (dataplane.Plane.Checked), the
+// events stay in the log (nil error) to be sent then, within bounds; an
 // error means they were not taken.
 func (s *stream) send(ctx context.Context, f []byte, seq uint64, n int, ts time.Time) error {
 	p := s.conv.hub.plane
 	gen := p.ConnGen()
 	var err error
 	if gen != s.pubGen {
-		err = s.resend(gen, n)
+		err = s.resendChecked(gen, n)
 	} else {
 		err = s.publish(ctx, f, seq, ts)
 		if now := p.ConnGen(); now != gen {
 			// It reconnected during the publish, which may have overtaken
 			// lost events: send them all again after it.
-			err = s.resend(now, n)
+			err = s.resendChecked(now, n)
 		}
 	}
 	if err != nil {
@@ -279,6 +280,20 @@ func (s *stream) resend(gen uint64, fresh int) error {
 	return nil
 }
 
+// errUnchecked keeps events in the log after a reconnect until the data
+// plane is checked; it is transient.
+var errUnchecked = errors.New("the data plane is not checked since NATS reconnected")
+
+// resendChecked is resend once connection gen is checked; before, it
+// fails with errUnchecked and the log waits.
+func (s *stream) resendChecked(gen uint64, fresh int) error {
+	if !s.conv.hub.plane.Checked(gen) {
+		s.pubGen = 0
+		return errUnchecked
+	}
+	return s.resend(gen, fresh)
+}
+
 // unstall takes the stream's held bytes off the gateway's count (they
 // were sent, or are given up); wmu is held.
 func (s *stream) unstall() {
@@ -291,15 +306,16 @@ func (s *stream) unstall() {
 const maxStalled = 64 << 20
 
 // resendLog sends the log again if the connection changed since it was
-// sent (after a reconnect, for a stream with nothing new to publish), or
-// when force is set.
-func (s *stream) resendLog(force bool) (int, error) {
+// sent (after a reconnect, for a stream with nothing new to publish) and
+// the data plane is checked on the new one.
+func (s *stream) resendLog() (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.log.trim(s.echoed.Load(), time.Now().Add(-keepEchoed).UnixNano(), false)
-	gen := s.conv.hub.plane.ConnGen()
-	if gen == s.pubGen && gen != 0 && !force {
-		return 0, nil // sent on this connection already
+	p := s.conv.hub.plane
+	gen := p.ConnGen()
+	if gen == s.pubGen && gen != 0 || !p.Checked(gen) {
+		return 0, nil // sent on this connection already, or not yet to be
 	}
 	n := s.log.len()
 	return n, s.resend(gen, 0)
