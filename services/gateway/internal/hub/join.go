@@ -363,7 +363,12 @@ func (h *Hub) joinWriter(ctx context.Context, c *conv, conn *Conn, req JoinReque
 		s.local, s.writer, s.myEpoch, s.nextSeq = true, conn, next.Epoch, last+1
 		s.log.dropFrom(last + 1)
 		if s.log.len() == 0 {
-			s.pubGen = h.plane.ConnGen()
+			// Nothing to send again; after a reconnect, nothing new either
+			// until the data plane is checked (stream.send).
+			s.pubGen = 0
+			if gen := h.plane.ConnGen(); h.plane.Checked(gen) {
+				s.pubGen = gen
+			}
 			s.unstall()
 		}
 		s.wire = frame.Stream{ID: sid, Name: req.StreamName, Owner: req.AccountID, PeerIdentity: req.PeerIdentity, Metadata: next.Metadata}
