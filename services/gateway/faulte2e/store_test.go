@@ -112,4 +112,17 @@ func TestNATSLosesItsStore(t *testing.T) {
 	_ = w.Close(websocket.StatusNormalClosure, "")
 	waitFrame(t, frames, "stream_left of w on gateway 1", streamFrame("stream_left", "w"))
 	waitFrame(t, frames2, "stream_left of w on gateway 2", streamFrame("stream_left", "w"))
+	// Each gateway that was connected counted the loss once; its
+	// presence watch restarted before gateway 1 could deliver stream_left.
+	for i := range 2 {
+		for _, part := range []string{"events", "presence"} {
+			sample := `ams_nats_store_lost_total{part="` + part + `"}`
+			if n := sys.Metric(t, i, sample); n != 1 {
+				t.Errorf("gateway %d: %s = %v, want 1", i, sample, n)
+			}
+		}
+	}
+	if n := sys.Metric(t, 2, `ams_nats_store_lost_total{part="events"}`); n != 0 {
+		t.Errorf("gateway 2, started after the loss: events lost %v, want 0", n)
+	}
 }

@@ -64,6 +64,7 @@ func (g *Gateway) recreateLoop(ctx context.Context) {
 			return
 		}
 		if lost {
+			g.metrics.NATSStoreLost.WithLabelValues("events").Inc()
 			g.log.Warn("NATS lost its events stream: the events published before are gone")
 		}
 		g.hub.Reconnected()

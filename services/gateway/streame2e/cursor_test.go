@@ -18,27 +18,6 @@ import (
 // gateway finished and handed over to live delivery.
 const replaysCompleted = `ams_resumes_finished_total{result="completed"}`
 
-// metricAt returns one sample of gateway i's /metrics, named exactly as
-// exposed (labels included); a missing sample fails the test.
-func metricAt(t testing.TB, sys *gwtest.System, i int, sample string) float64 {
-	t.Helper()
-	r := gwtest.DoResponse(t, http.MethodGet, sys.URL(i)+"/metrics", nil, "")
-	if r.Status != http.StatusOK {
-		t.Fatalf("/metrics: %d", r.Status)
-	}
-	for _, line := range strings.Split(string(r.Body), "\n") {
-		if name, val, ok := strings.Cut(line, " "); ok && name == sample {
-			f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-			if err != nil {
-				t.Fatalf("/metrics line %q: %v", line, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("/metrics has no sample %s", sample)
-	return 0
-}
-
 // resume dials the room on gateway gw with a cursor in o, waits for its
 // joined, then until the gateway reports the replay finished, and returns
 // the client, its joined frame and every frame queued for it by then: the
@@ -46,12 +25,12 @@ func metricAt(t testing.TB, sys *gwtest.System, i int, sample string) float64 {
 // Only one replay may run on gw at a time.
 func (r *room) resume(t testing.TB, gw int, o dialOpts) (*client, map[string]any, []msg) {
 	t.Helper()
-	before := metricAt(t, r.sys, gw, replaysCompleted)
+	before := r.sys.Metric(t, gw, replaysCompleted)
 	c, j := r.join(t, gw, o)
 	deadline := time.Now().Add(wait)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for metricAt(t, r.sys, gw, replaysCompleted) < before+1 {
+	for r.sys.Metric(t, gw, replaysCompleted) < before+1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the replay did not finish within %s", wait)
 		}

@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -289,6 +290,27 @@ func (s *System) RestartNATSWithoutStore(t testing.TB) {
 // call it while the server is stopped.
 func (s *System) LoseNATSStore(t testing.TB) {
 	s.natsDir = filepath.Join(t.TempDir(), "nats")
+}
+
+// Metric returns one sample of in-process gateway i's /metrics, named
+// exactly as exposed (labels included); a missing sample fails the test.
+func (s *System) Metric(t testing.TB, i int, sample string) float64 {
+	t.Helper()
+	r := DoResponse(t, http.MethodGet, s.URL(i)+"/metrics", nil, "")
+	if r.Status != http.StatusOK {
+		t.Fatalf("/metrics: %d", r.Status)
+	}
+	for _, line := range strings.Split(string(r.Body), "\n") {
+		if name, val, ok := strings.Cut(line, " "); ok && name == sample {
+			f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			if err != nil {
+				t.Fatalf("/metrics line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no sample %s", sample)
+	return 0
 }
 
 // logger is the logger of one component: JSON at debug level into

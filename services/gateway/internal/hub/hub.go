@@ -364,6 +364,7 @@ func (h *Hub) RestartPresence(ctx context.Context) error {
 	from := max(h.presenceRev, 1)
 	h.presenceMu.Unlock()
 	if lost {
+		h.metrics.storeLost("presence")
 		h.log.Warn("NATS lost the presence records; writing those of the streams held here again",
 			"streams", len(held))
 		for _, s := range held {
@@ -859,6 +860,14 @@ type hubMetrics struct{ m *metrics.Metrics }
 func (m hubMetrics) resent(n int) {
 	if m.m != nil {
 		m.m.EventsResent.Add(float64(n))
+	}
+}
+
+// storeLost counts a NATS reconnect that found a part of the data plane
+// created again (events, presence).
+func (m hubMetrics) storeLost(part string) {
+	if m.m != nil {
+		m.m.NATSStoreLost.WithLabelValues(part).Inc()
 	}
 }
 

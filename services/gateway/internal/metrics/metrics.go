@@ -38,6 +38,7 @@ type Metrics struct {
 	ResumesEnded    *prometheus.CounterVec // result: completed|aborted
 	PublishErrors   *prometheus.CounterVec // stage: publish|ack
 	EventsResent    prometheus.Counter
+	NATSStoreLost   *prometheus.CounterVec // part: events|presence
 	PublishAck      prometheus.Histogram
 	PresenceLag     prometheus.Histogram
 	// GRPCServer and GRPCClient count the public gRPC API's calls and the
@@ -117,6 +118,9 @@ func New() *Metrics {
 		EventsResent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ams_events_resent_total", Help: "Events published again after a NATS reconnect, because their first publish may not have reached the server.",
 		}),
+		NATSStoreLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ams_nats_store_lost_total", Help: "NATS reconnects after which a JetStream stream was found created again: the server lost its store (part events: the retained events; presence: the presence records, which the gateway writes again for the streams it holds).",
+		}, []string{"part"}),
 		PublishAck: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ams_jetstream_publish_ack_seconds",
 			Help:    "Time from an event's ingest to JetStream's store acknowledgement (publish mode jetstream).",
@@ -131,7 +135,7 @@ func New() *Metrics {
 	}
 	r.MustRegister(m.Connections, m.StreamsLive, m.FramesIn, m.FramesOut, m.Closes, m.ReplayFrames,
 		m.HTTPRequests, m.HTTPDuration, m.AuthCacheLookup,
-		m.DeliveryLatency, m.QueueOverflows, m.ResumesStarted, m.ResumesEnded, m.PublishErrors, m.EventsResent, m.PublishAck, m.PresenceLag,
+		m.DeliveryLatency, m.QueueOverflows, m.ResumesStarted, m.ResumesEnded, m.PublishErrors, m.EventsResent, m.NATSStoreLost, m.PublishAck, m.PresenceLag,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ams_outbound_queue_bytes", Help: "Bytes of frames queued for readers and not yet written, over every connection.",
 		}, read(&m.queuedBytes)),
@@ -163,6 +167,9 @@ func New() *Metrics {
 	}
 	for _, s := range []string{"publish", "ack"} {
 		m.PublishErrors.WithLabelValues(s)
+	}
+	for _, p := range []string{"events", "presence"} {
+		m.NATSStoreLost.WithLabelValues(p)
 	}
 	for _, c := range []int{1000, 1001, 1009, 4001, 4002, 4003, 4004, 4005, 4290, 4400, 4500} { // spec 4.2
 		m.Closes.WithLabelValues(strconv.Itoa(c))

@@ -76,7 +76,7 @@ func TestC19RegistryHasSpecNamesBeforeTraffic(t *testing.T) {
 		"ams_connections", "ams_streams_live", "ams_frames_in_total", "ams_frames_out_total",
 		"ams_closes_total", "ams_replay_frames_total", "ams_outbound_queue_bytes",
 		"ams_resume_tail_bytes", "ams_outbound_queue_overflows_total", "ams_resumes_finished_total", "ams_publish_errors_total",
-		"ams_events_resent_total",
+		"ams_events_resent_total", "ams_nats_store_lost_total",
 	} {
 		if !got[name] {
 			t.Errorf("family %s missing before any traffic", name)
