@@ -27,4 +27,8 @@ func TestStreamJoinsAfterNATSRestart(t *testing.T) {
 	// of 5 s: 20 s here before the gateway restarted its watch itself.
 	waitFrame(t, frames, "token after", tokenFrame("after"))
 	t.Logf("a stream that joined after the restart reached the reader %s after NATS was back", time.Since(start).Round(time.Millisecond))
+	// The server kept its store: no gateway took the restart for a loss
+	// (which would have it apply every record again from the first).
+	checkStoreLost(t, sys, 0, 0)
+	checkStoreLost(t, sys, 1, 0)
 }
