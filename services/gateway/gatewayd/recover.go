@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/amsrouter/ams/services/gateway/internal/dataplane"
 )
 
 // natsStartWait bounds how long a starting gateway waits for NATS.
@@ -60,7 +62,13 @@ func (g *Gateway) recreateLoop(ctx context.Context) {
 			lost, err = g.plane.Recreate(ctx)
 			return err
 		}
-		if !g.retry(ctx, "data plane checked", "data plane not recreated", recreate) {
+		// Should the data plane not be checked within CheckWait, held
+		// streams publish again without it, and the quiet ones need this
+		// resend to send what they kept.
+		late := time.AfterFunc(dataplane.CheckWait, g.hub.Reconnected)
+		ok := g.retry(ctx, "data plane checked", "data plane not recreated", recreate)
+		late.Stop()
+		if !ok {
 			return
 		}
 		if lost {

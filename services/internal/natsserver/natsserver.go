@@ -25,6 +25,9 @@ type Options struct {
 	MaxMemory, MaxStore int64
 	// ServerName names the server (default "ams-embedded").
 	ServerName string
+	// NoJetStream runs the server without JetStream: core NATS only (for
+	// tests of a deployment whose JetStream is unavailable).
+	NoJetStream bool
 }
 
 // Server is a running embedded server.
@@ -43,7 +46,7 @@ func Start(o Options) (*Server, error) {
 	}
 	opts := &server.Options{
 		ServerName:         name,
-		JetStream:          true,
+		JetStream:          !o.NoJetStream,
 		StoreDir:           o.StoreDir,
 		JetStreamMaxMemory: o.MaxMemory,
 		JetStreamMaxStore:  o.MaxStore,

@@ -286,6 +286,20 @@ func (s *System) RestartNATSWithoutStore(t testing.TB) {
 	s.StartNATS(t)
 }
 
+// RestartNATSWithoutJetStream stops the NATS server and starts one on
+// the same port without JetStream: core NATS works, JetStream does not.
+// StopNATS and StartNATS bring the full server back.
+func (s *System) RestartNATSWithoutJetStream(t testing.TB) {
+	t.Helper()
+	s.StopNATS()
+	ns, err := natsserver.Start(natsserver.Options{StoreDir: s.natsDir, Listen: true, Port: s.natsPort, NoJetStream: true})
+	if err != nil {
+		t.Fatalf("gwtest: start nats without jetstream: %v", err)
+	}
+	s.NATS = ns
+	s.stopNATS = sync.OnceFunc(ns.Stop)
+}
+
 // LoseNATSStore gives the next StartNATS an empty JetStream directory;
 // call it while the server is stopped.
 func (s *System) LoseNATSStore(t testing.TB) {
