@@ -528,7 +528,7 @@ func sendToken(ctx context.Context, t *testing.T, c *websocket.Conn, data string
 
 // waitFrame waits up to wait for a frame that match accepts, passing
 // over others, and returns it.
-func waitFrame(t *testing.T, frames <-chan map[string]any, what string, match func(map[string]any) bool) map[string]any {
+func waitFrame(t testing.TB, frames <-chan map[string]any, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.After(wait)
 	for {

@@ -114,17 +114,7 @@ func TestPostgresUnavailable(t *testing.T) {
 // waitType skips frames until one of type typ.
 func waitType(t testing.TB, frames <-chan map[string]any, typ string) map[string]any {
 	t.Helper()
-	deadline := time.After(wait)
-	for {
-		select {
-		case m := <-frames:
-			if m["type"] == typ {
-				return m
-			}
-		case <-deadline:
-			t.Fatalf("no %s frame", typ)
-		}
-	}
+	return waitFrame(t, frames, typ+" frame", func(m map[string]any) bool { return m["type"] == typ })
 }
 
 func readInto(ctx context.Context, c *websocket.Conn, out chan<- map[string]any) {
