@@ -256,11 +256,17 @@ func (s *System) StopNATS() { s.stopNATS() }
 // replaces s.NATS; call it from the test goroutine only.
 func (s *System) StartNATS(t testing.TB) {
 	t.Helper()
+	s.startNATS(t, false)
+}
+
+// startNATS is StartNATS, without JetStream if noJetStream is set.
+func (s *System) startNATS(t testing.TB, noJetStream bool) {
+	t.Helper()
 	port := -1
 	if s.natsPort != 0 {
 		port = s.natsPort
 	}
-	ns, err := natsserver.Start(natsserver.Options{StoreDir: s.natsDir, Listen: true, Port: port})
+	ns, err := natsserver.Start(natsserver.Options{StoreDir: s.natsDir, Listen: true, Port: port, NoJetStream: noJetStream})
 	if err != nil {
 		t.Fatalf("gwtest: start nats: %v", err)
 	}
@@ -292,12 +298,7 @@ func (s *System) RestartNATSWithoutStore(t testing.TB) {
 func (s *System) RestartNATSWithoutJetStream(t testing.TB) {
 	t.Helper()
 	s.StopNATS()
-	ns, err := natsserver.Start(natsserver.Options{StoreDir: s.natsDir, Listen: true, Port: s.natsPort, NoJetStream: true})
-	if err != nil {
-		t.Fatalf("gwtest: start nats without jetstream: %v", err)
-	}
-	s.NATS = ns
-	s.stopNATS = sync.OnceFunc(ns.Stop)
+	s.startNATS(t, true)
 }
 
 // LoseNATSStore gives the next StartNATS an empty JetStream directory;
