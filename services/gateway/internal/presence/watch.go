@@ -90,10 +90,11 @@ func Watch(js nats.JetStreamContext, bucket, filter string, fn func(*Entry)) (*W
 // each change, in order, on the subscription's goroutine, one at a time,
 // and no nil marker. It returns the revision it starts at: from, or the
 // first when the bucket's stream ends before from (a NATS server that
-// lost its store, whose revisions start again). It is one ordered consumer over the whole bucket, which
-// the server feeds from its stream without searching it; a consumer per
-// pattern of keys costs the server a scan of the entries stored since the
-// consumer last delivered, each time an entry of its pattern comes.
+// lost its store, whose revisions start again). It is one ordered
+// consumer over the whole bucket, which the server feeds from its stream
+// without searching it; a consumer per pattern of keys costs the server a
+// scan of the entries stored since the consumer last delivered, each time
+// an entry of its pattern comes.
 //
 // It starts at an entry that exists, not after it, so that once an entry
 // is delivered the consumer knows where it is: if the server loses the
