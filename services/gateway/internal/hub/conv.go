@@ -82,6 +82,9 @@ type conv struct {
 	// is set before the watch can find the conversation (Hub.acquire).
 	loading bool
 	early   []*presence.Entry
+	// reload: the NATS server lost its store while the records loaded
+	// (presenceLost); the snapshot may be of the lost store.
+	reload bool
 }
 
 // watchedRecord is what a join reads of a stream's record (joinWriter),
@@ -176,57 +179,23 @@ func (c *conv) start(ctx context.Context) {
 	// The newest record of each key. The gateway's watch started before
 	// this conversation was served, so every change after the snapshot
 	// comes to early, and an older one that comes too is passed over by
-	// its revision (noteRev, watched, applyEntry).
-	filter, _ := subject.PresenceFilter(c.id)
-	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
-	first, err := presence.Snapshot(sctx, h.watchJS, dataplane.PresenceBucket, filter)
-	scancel()
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = errors.New("presence records not loaded within 10s")
-		}
-		fail(err)
-		return
-	}
-	// Initial records: the newest of each key.
-	type initial struct {
-		key  string
-		rec  presence.Record
-		rev  uint64
-		last uint64 // a live stream's newest retained seq
-	}
-	var recs, ended []initial
-	for _, e := range first {
-		if e.Operation() != jetstream.KeyValuePut {
-			continue
-		}
-		rec, err := presence.Decode(e.Value())
+	// its revision (noteRev, watched, applyEntry). A snapshot taken while
+	// the NATS server lost its store may be of the lost one, whose
+	// revisions say nothing of the new one's: it is taken again.
+	var recs, ended []initialRecord
+	for {
+		recs, ended, err = c.loadRecords(ctx)
 		if err != nil {
-			continue
-		}
-		if rec.State != presence.Live {
-			// Not applied, but its revision is known: a join that read
-			// this record (a rejoin of a stream that left) need not wait
-			// for it (waitRev).
-			ended = append(ended, initial{key: e.Key(), rec: rec, rev: e.Revision()})
-			continue
-		}
-		recs = append(recs, initial{key: e.Key(), rec: rec, rev: e.Revision()})
-	}
-	// The newest retained event of each live stream: events published
-	// before the subscription existed are history, not live.
-	lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
-	for i := range recs {
-		last, err := h.lastSeq(lctx, c.id, recs[i].rec.StreamID, recs[i].rec.LastSeq)
-		if err != nil {
-			lcancel()
 			fail(err)
 			return
 		}
-		recs[i].last = last
+		c.mu.Lock()
+		if !c.reload {
+			break // c.mu stays held: the records are applied under it
+		}
+		c.reload = false
+		c.mu.Unlock()
 	}
-	lcancel()
-	c.mu.Lock()
 	for _, r := range ended {
 		c.noteRev(r.rec.StreamID, r.rev)
 	}
@@ -246,6 +215,62 @@ func (c *conv) start(ctx context.Context) {
 	c.loading, c.early = false, nil
 	c.mu.Unlock()
 	close(c.ready)
+}
+
+// initialRecord is a record of a conversation's snapshot (loadRecords).
+type initialRecord struct {
+	key  string
+	rec  presence.Record
+	rev  uint64
+	last uint64 // a live stream's newest retained seq
+}
+
+// loadRecords reads the newest record of each of the conversation's keys:
+// the live streams' (with their newest retained seq) and the others'.
+func (c *conv) loadRecords(ctx context.Context) (recs, ended []initialRecord, err error) {
+	h := c.hub
+	filter, _ := subject.PresenceFilter(c.id)
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	first, err := presence.Snapshot(sctx, h.watchJS, dataplane.PresenceBucket, filter)
+	scancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = errors.New("presence records not loaded within 10s")
+		}
+		return nil, nil, err
+	}
+	if h.afterSnapshot != nil {
+		h.afterSnapshot(c.id)
+	}
+	for _, e := range first {
+		if e.Operation() != jetstream.KeyValuePut {
+			continue
+		}
+		rec, err := presence.Decode(e.Value())
+		if err != nil {
+			continue
+		}
+		if rec.State != presence.Live {
+			// Not applied, but its revision is known: a join that read
+			// this record (a rejoin of a stream that left) need not wait
+			// for it (waitRev).
+			ended = append(ended, initialRecord{key: e.Key(), rec: rec, rev: e.Revision()})
+			continue
+		}
+		recs = append(recs, initialRecord{key: e.Key(), rec: rec, rev: e.Revision()})
+	}
+	// The newest retained event of each live stream: events published
+	// before the subscription existed are history, not live.
+	lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer lcancel()
+	for i := range recs {
+		last, err := h.lastSeq(lctx, c.id, recs[i].rec.StreamID, recs[i].rec.LastSeq)
+		if err != nil {
+			return nil, nil, err
+		}
+		recs[i].last = last
+	}
+	return recs, ended, nil
 }
 
 // watchEntry takes one change of the conversation's records, on the
@@ -563,6 +588,7 @@ func (c *conv) presenceLost(held []*stream) []*stream {
 	clear(c.recRev)
 	clear(c.records)
 	c.early = nil
+	c.reload = c.loading
 	close(c.revCh)
 	c.revCh = make(chan struct{})
 	for _, s := range c.streams {

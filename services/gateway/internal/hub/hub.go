@@ -216,8 +216,12 @@ type Hub struct {
 	presenceGen     uint64
 	presenceCreated time.Time
 	presenceClosed  bool // Run returned: no restart
-	draining        atomic.Bool
-	wg              sync.WaitGroup
+	// afterSnapshot, when set (by tests only), is called after a
+	// conversation read the snapshot of its records, before it reads the
+	// rest (conv.loadRecords).
+	afterSnapshot func(conversationID string)
+	draining      atomic.Bool
+	wg            sync.WaitGroup
 	// stalled is the bytes of events held for resend while NATS is away,
 	// over every stream (bounded by maxStalled).
 	stalled atomic.Int64
