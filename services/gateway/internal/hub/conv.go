@@ -581,7 +581,8 @@ func (c *conv) noteRev(streamID string, rev uint64) bool {
 // after the NATS server lost its store: revisions start again from 1, and
 // the records the watch delivers next are newer than any seen, whatever
 // their numbers. A waitRev under way is woken; its revision is of the
-// lost store. It appends the streams this gateway holds to held.
+// lost store. A conversation still loading reads its records again
+// (start). It appends the streams this gateway holds to held.
 func (c *conv) presenceLost(held []*stream) []*stream {
 	c.mu.Lock()
 	defer c.mu.Unlock()
