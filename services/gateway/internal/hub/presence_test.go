@@ -60,6 +60,8 @@ func TestRecordsLoadedAgainAfterStoreLostWhileLoading(t *testing.T) {
 	ts.live(0)
 
 	reached, release := make(chan struct{}), make(chan struct{})
+	let := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(let) // a failure below does not leave the load stopped
 	var once sync.Once
 	h.afterSnapshot = func(id string) {
 		if id == ts.info.ID {
@@ -74,7 +76,11 @@ func TestRecordsLoadedAgainAfterStoreLostWhileLoading(t *testing.T) {
 		}
 		joined <- err
 	}()
-	<-reached
+	select {
+	case <-reached:
+	case err := <-joined:
+		t.Fatalf("join ended before its records' snapshot was read: %v", err)
+	}
 
 	// The store is lost: the bucket is created again, empty.
 	js, err := plane.Conn().JetStream()
@@ -97,7 +103,7 @@ func TestRecordsLoadedAgainAfterStoreLostWhileLoading(t *testing.T) {
 	if rev, err := presence.Put(ctx, plane.Presence, key, &left, 0); err != nil || rev != 1 {
 		t.Fatalf("put in the new store: revision %d, %v", rev, err)
 	}
-	close(release)
+	let()
 	if err := <-joined; err != nil {
 		t.Fatal(err)
 	}
